@@ -1,0 +1,62 @@
+import { hostname } from "node:os";
+import { z } from "zod";
+
+/** A comma-separated env list, e.g. ETCD_ENDPOINTS=http://a:2379,http://b:2379. */
+export const csv = z
+  .string()
+  .transform((s) =>
+    s
+      .split(",")
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
+  .pipe(z.array(z.string()).min(1));
+
+const port = z.coerce.number().int().min(0).max(65535);
+const millis = z.coerce.number().int().min(0);
+
+/** The settings every service reads; services extend it with their own. */
+export const baseConfigSchema = z.object({
+  HOST: z.string().default("127.0.0.1"),
+  /** Address announced in etcd; defaults to HOST (in Kubernetes: the pod IP). */
+  ADVERTISE_HOST: z.string().optional(),
+  PORT: port.default(0),
+  METRICS_PORT: port.default(0),
+  INSTANCE_ID: z.string().min(1).default(`${hostname()}-${process.pid}`),
+  ZONE: z.string().default("local"),
+  WEIGHT: z.coerce.number().int().min(1).max(1000).default(1),
+  VERSION: z.string().default(process.env.npm_package_version ?? "dev"),
+  ETCD_ENDPOINTS: csv.default(["http://127.0.0.1:2379"]),
+  REGISTRATION_TTL_SECONDS: z.coerce.number().int().min(2).max(300).default(10),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  OTEL_TRACES_EXPORTER: z.enum(["none", "console", "otlp"]).default("none"),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
+  /** After NOT_SERVING and deregistration, how long to keep serving while clients notice. */
+  SHUTDOWN_DELAY_MS: millis.default(1000),
+  /** Upper bound on draining in-flight calls before the server is closed hard. */
+  SHUTDOWN_TIMEOUT_MS: millis.default(10_000),
+  /** Per-instance call timeout used by the mesh clients' breakers. */
+  CALL_TIMEOUT_MS: millis.default(5000),
+});
+
+export type BaseConfig = z.infer<typeof baseConfigSchema>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Parses env against the schema and throws one readable error listing every bad variable. */
+export function loadConfig<S extends z.ZodType>(
+  schema: S,
+  env: Record<string, string | undefined> = process.env,
+): z.infer<S> {
+  const result = schema.safeParse(env);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => {
+    const name = issue.path.join(".") || "(env)";
+    const value = env[String(issue.path[0])];
+    const shown = value === undefined ? "unset" : `got ${JSON.stringify(value)}`;
+    return `  ${name}: ${issue.message} (${shown})`;
+  });
+  throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
+}

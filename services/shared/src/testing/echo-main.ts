@@ -1,0 +1,10 @@
+/** An echo service process: `SERVICE_NAME=echo ETCD_ENDPOINTS=… node --import tsx echo-main.ts`. */
+import { baseConfigSchema, loadConfig } from "../config.ts";
+import { runService } from "../server.ts";
+import { echoRoutes } from "./echo-service.ts";
+
+await runService(() => ({
+  name: process.env.SERVICE_NAME ?? "echo",
+  config: loadConfig(baseConfigSchema),
+  setup: (ctx) => echoRoutes(ctx),
+}));
