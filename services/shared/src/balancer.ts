@@ -23,6 +23,7 @@ import {
 } from "@connectrpc/connect";
 import CircuitBreaker from "opossum";
 import type { InstanceSource } from "./discovery.ts";
+import { sleep } from "./etcd.ts";
 import { createGrpcTransport, fromServiceError } from "./grpc.ts";
 import type { Logger } from "./log.ts";
 import { counter, gauge, once } from "./metrics.ts";
@@ -97,9 +98,12 @@ export interface MeshTransportOptions {
 interface Endpoint {
   readonly key: string;
   readonly address: string;
-  readonly instance: ServiceInstance;
+  instance: ServiceInstance;
   readonly transport: Transport & { close?(): void };
   readonly breaker: CircuitBreaker<[() => Promise<unknown>], unknown>;
+  /** Calls under way; a retired endpoint closes its connection when they are done. */
+  inflight: number;
+  retired: boolean;
 }
 
 export interface MeshTransport extends Transport {
@@ -115,6 +119,9 @@ export interface MeshTransport extends Transport {
 }
 
 type HeadersInit = ConstructorParameters<typeof Headers>[0];
+
+/** How long a call waits for the first list of instances before it fails UNAVAILABLE. */
+const firstDiscoveryWaitMs = 2000;
 
 const isIdempotent = (method: DescMethod) => method.idempotency !== Idempotency.IDEMPOTENCY_UNKNOWN;
 
@@ -156,6 +163,8 @@ export function createMeshTransport(opts: MeshTransportOptions): MeshTransport {
       instance,
       transport: connect(instance, opts.interceptors ?? []),
       breaker,
+      inflight: 0,
+      retired: false,
     };
   };
 
@@ -166,7 +175,7 @@ export function createMeshTransport(opts: MeshTransportOptions): MeshTransport {
       const existing = endpoints.get(instance.id);
       if (existing && existing.address === instanceAddress(instance)) {
         if (existing.instance.weight !== instance.weight) {
-          endpoints.set(instance.id, { ...existing, instance });
+          existing.instance = instance;
         }
         continue;
       }
@@ -181,9 +190,14 @@ export function createMeshTransport(opts: MeshTransportOptions): MeshTransport {
 
   const retire = (endpoint: Endpoint) => {
     endpoints.delete(endpoint.key);
-    endpoint.breaker.shutdown();
+    endpoint.retired = true;
     breakerState.remove({ service, instance: endpoint.key });
-    // Calls already under way on it finish; the channel closes when they do.
+    // Closing the channel now would refuse calls picked a moment ago: wait for them.
+    if (endpoint.inflight === 0) closeEndpoint(endpoint);
+  };
+
+  const closeEndpoint = (endpoint: Endpoint) => {
+    endpoint.breaker.shutdown();
     endpoint.transport.close?.();
   };
 
@@ -211,6 +225,7 @@ export function createMeshTransport(opts: MeshTransportOptions): MeshTransport {
     streaming: boolean,
   ): Promise<T> => {
     const abort = new AbortController();
+    endpoint.inflight++;
     const onAbort = () => abort.abort(signal?.reason);
     if (signal?.aborted) onAbort();
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -236,6 +251,7 @@ export function createMeshTransport(opts: MeshTransportOptions): MeshTransport {
     } finally {
       // A stream outlives this attempt: the caller's signal must still be able to end it.
       if (!streaming) signal?.removeEventListener("abort", onAbort);
+      if (--endpoint.inflight === 0 && endpoint.retired) closeEndpoint(endpoint);
     }
   };
 
@@ -245,6 +261,10 @@ export function createMeshTransport(opts: MeshTransportOptions): MeshTransport {
     signal: AbortSignal | undefined,
     run: (endpoint: Endpoint, signal: AbortSignal) => Promise<T>,
   ): Promise<T> => {
+    if (endpoints.size === 0 && opts.source.ready) {
+      // A process's first call may come before discovery's first read of etcd.
+      await Promise.race([opts.source.ready(), sleep(firstDiscoveryWaitMs, signal)]);
+    }
     const tried = new Set<string>();
     const maxAttempts = isIdempotent(method) ? 2 : 1;
     for (let n = 1; ; n++) {
@@ -318,7 +338,8 @@ export function createMeshTransport(opts: MeshTransportOptions): MeshTransport {
     },
     close() {
       unsubscribe();
-      for (const endpoint of [...endpoints.values()]) retire(endpoint);
+      for (const endpoint of endpoints.values()) closeEndpoint(endpoint);
+      endpoints.clear();
     },
   };
 }

@@ -10,6 +10,8 @@ export interface InstanceSource {
   readonly service: string;
   instances(): readonly ServiceInstance[];
   subscribe(listener: InstancesListener): () => void;
+  /** Resolves after the first complete list is known. */
+  ready?(): Promise<void>;
 }
 
 /**
@@ -35,6 +37,10 @@ export class ServiceDiscovery implements InstanceSource {
   }
 
   start(): Promise<void> {
+    return this.watch.start();
+  }
+
+  ready(): Promise<void> {
     return this.watch.start();
   }
 

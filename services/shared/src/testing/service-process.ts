@@ -55,17 +55,15 @@ export async function startServiceProcess(
     }
     for (const wake of waiters) wake();
   });
+  let exitStatus: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => {
       running.delete(child);
-      resolve({ code, signal });
+      exitStatus = { code, signal };
+      resolve(exitStatus);
       for (const wake of waiters) wake();
     }),
   );
-  let exitStatus: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  void exited.then((s) => {
-    exitStatus = s;
-  });
 
   const waitForLog = (match: (line: LogLine) => boolean, timeoutMs = 10_000) =>
     new Promise<LogLine>((resolve, reject) => {
