@@ -1,5 +1,6 @@
 /** A service started as its own node process, as Kubernetes would run it, for tests and the local stack. */
 import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
@@ -25,6 +26,10 @@ export interface StartServiceProcessOptions {
   entry: string;
   env: Record<string, string>;
   readyTimeoutMs?: number;
+  /** Also append the process's stdout and stderr to this file. */
+  logFile?: string;
+  /** Keep parsed log lines in memory (tests read them); off for long runs. Default true. */
+  keepLogs?: boolean;
 }
 
 const running = new Set<ChildProcess>();
@@ -44,10 +49,15 @@ export async function startServiceProcess(
   const logs: LogLine[] = [];
   const waiters = new Set<() => void>();
   let stderr = "";
+  const file = opts.logFile ? createWriteStream(opts.logFile, { flags: "a" }) : undefined;
   child.stderr.on("data", (chunk) => {
     stderr = (stderr + chunk).slice(-4000);
+    file?.write(chunk);
   });
   createInterface({ input: child.stdout }).on("line", (text) => {
+    file?.write(`${text}\n`);
+    // Until ready, keep lines even when not asked to: the ready line carries the ports.
+    if (opts.keepLogs === false && ready) return;
     try {
       logs.push(JSON.parse(text) as LogLine);
     } catch {
@@ -55,6 +65,8 @@ export async function startServiceProcess(
     }
     for (const wake of waiters) wake();
   });
+  child.once("exit", () => file?.end());
+  let ready = false;
   let exitStatus: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => {
@@ -98,6 +110,7 @@ export async function startServiceProcess(
     });
 
   const serving = await waitForLog((l) => l.msg === "serving", opts.readyTimeoutMs ?? 20_000);
+  ready = true;
   return {
     pid: child.pid!,
     port: serving.port as number,
