@@ -51,7 +51,7 @@ export function createBatcher<I, O>(opts: BatcherOptions<I, O>): (item: I) => Pr
           for (const w of batch) w.reject(err);
           return;
         }
-        batch.forEach((w, i) => w.resolve(results[i] as O));
+        for (const [i, w] of batch.entries()) w.resolve(results[i] as O);
       },
       (err) => {
         for (const w of batch) w.reject(err);

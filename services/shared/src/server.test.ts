@@ -32,9 +32,12 @@ function healthClient(port: number) {
   );
   const check = (service = "") =>
     new Promise<string>((resolve, reject) =>
-      (client as unknown as { check: Function }).check(
-        { service },
-        (err: Error | null, res: { status: string }) => (err ? reject(err) : resolve(res.status)),
+      (
+        client as unknown as {
+          check: (req: object, cb: (err: Error | null, res: { status: string }) => void) => void;
+        }
+      ).check({ service }, (err: Error | null, res: { status: string }) =>
+        err ? reject(err) : resolve(res.status),
       ),
     );
   return { check, close: () => client.close() };
@@ -54,7 +57,12 @@ function reflectionServices(port: number): Promise<string[]> {
   );
   return new Promise((resolve, reject) => {
     const call = (
-      client as unknown as { ServerReflectionInfo: () => grpc.ClientDuplexStream<object, any> }
+      client as unknown as {
+        ServerReflectionInfo: () => grpc.ClientDuplexStream<
+          object,
+          { list_services_response: { service: { name: string }[] } }
+        >;
+      }
     ).ServerReflectionInfo();
     call.on("data", (res) => {
       resolve(res.list_services_response.service.map((s: { name: string }) => s.name));
