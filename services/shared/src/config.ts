@@ -41,6 +41,9 @@ export const baseConfigSchema = z.object({
 
 export type BaseConfig = z.infer<typeof baseConfigSchema>;
 
+/** Variables whose values must never be printed, even in an error. */
+const isSecret = (name: string) => /KEY|SECRET|PASSWORD|TOKEN|CREDENTIAL|_URI$|_URL$/i.test(name);
+
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
@@ -54,8 +57,14 @@ export function loadConfig<S extends z.ZodType>(
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => {
     const name = issue.path.join(".") || "(env)";
-    const value = env[String(issue.path[0])];
-    const shown = value === undefined ? "unset" : `got ${JSON.stringify(value)}`;
+    const variable = String(issue.path[0]);
+    const value = env[variable];
+    const shown =
+      value === undefined
+        ? "unset"
+        : isSecret(variable)
+          ? "value hidden"
+          : `got ${JSON.stringify(value)}`;
     return `  ${name}: ${issue.message} (${shown})`;
   });
   throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);

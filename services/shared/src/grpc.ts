@@ -194,7 +194,7 @@ function handlerContext(
   spec: MethodImplSpec,
   opts: GrpcHandlerOptions,
   streaming: boolean,
-): { ctx: HandlerContext; deadline: number | undefined } {
+): { ctx: ReturnType<typeof createHandlerContext>; deadline: number | undefined } {
   const deadline = deadlineOf(call);
   const cancelled = new AbortController();
   call.on("cancelled", () =>
@@ -254,13 +254,16 @@ function unaryHandler(spec: MethodImplSpec & { kind: "unary" }, opts: GrpcHandle
       message: call.request,
     };
     contexts.set(req, ctx);
-    runWithDeadline(deadline, () => chain(req)).then(
-      (res) => {
-        if ([...res.header.keys()].length > 0) call.sendMetadata(headersToMetadata(res.header));
-        callback(null, res.message, headersToMetadata(res.trailer));
-      },
-      (err) => callback(toServiceError(asConnectError(err, method, opts))),
-    );
+    runWithDeadline(deadline, () => chain(req))
+      .then(
+        (res) => {
+          if ([...res.header.keys()].length > 0) call.sendMetadata(headersToMetadata(res.header));
+          callback(null, res.message, headersToMetadata(res.trailer));
+        },
+        (err) => callback(toServiceError(asConnectError(err, method, opts))),
+      )
+      // Ends the context's deadline timer; work still tied to ctx.signal stops with the call.
+      .finally(() => ctx.abort());
   };
 }
 
@@ -327,9 +330,11 @@ function serverStreamHandler(
         if (!call.write(message)) await new Promise((resolve) => call.once("drain", resolve));
       }
       call.end(headersToMetadata(res.trailer));
-    }).catch((err) => {
-      if (!call.cancelled) fail(err);
-    });
+    })
+      .catch((err) => {
+        if (!call.cancelled) fail(err);
+      })
+      .finally(() => ctx.abort());
   };
 }
 

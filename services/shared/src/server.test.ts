@@ -5,6 +5,7 @@ import { Code, type ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { context, trace } from "@opentelemetry/api";
+import { z } from "zod";
 import { EchoService } from "../../gen/seckill/echo/v1/echo_pb.ts";
 import { baseConfigSchema, ConfigError, loadConfig } from "./config.ts";
 import { createEtcd, type Etcd3 } from "./etcd.ts";
@@ -86,6 +87,15 @@ describe("config", () => {
         assert.match(err.message, /OTEL_TRACES_EXPORTER/);
         return true;
       },
+    );
+  });
+
+  it("never prints the value of a secret variable", () => {
+    const schema = baseConfigSchema.extend({ BUY_TOKEN_SECRET: z.string().min(32) });
+    assert.throws(
+      () => loadConfig(schema, { BUY_TOKEN_SECRET: "hunter2" }),
+      (err: Error) =>
+        /BUY_TOKEN_SECRET: .*value hidden/.test(err.message) && !err.message.includes("hunter2"),
     );
   });
 

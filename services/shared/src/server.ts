@@ -85,7 +85,15 @@ export async function startService<C extends BaseConfig>(
     shutdownSignal: shutdownController.signal,
   };
 
-  const routes = await spec.setup(ctx);
+  let routes: Routes;
+  try {
+    routes = await spec.setup(ctx);
+  } catch (err) {
+    await mesh.close();
+    etcd.close();
+    await spec.close?.().catch(() => {});
+    throw err;
+  }
   const server = new grpc.Server(serverOptions);
   const served = addRoutes(server, routes, {
     interceptors: [
@@ -159,6 +167,25 @@ export async function startService<C extends BaseConfig>(
     log,
     registration,
     shutdown,
+  };
+}
+
+/**
+ * What of an unexpected error may be logged: drivers attach more (mysql2 puts
+ * the SQL with its values on `err.sql`), which can carry secrets.
+ */
+export function safeError(err: unknown): {
+  type: string;
+  message: string;
+  code?: unknown;
+  stack?: string;
+} {
+  if (!(err instanceof Error)) return { type: typeof err, message: String(err) };
+  return {
+    type: err.name,
+    message: err.message,
+    code: (err as { code?: unknown }).code,
+    stack: err.stack,
   };
 }
 
