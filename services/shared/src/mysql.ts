@@ -18,6 +18,10 @@ export function createDb<DB>(uri: string, options: PoolOptions = {}): Kysely<DB>
     dateStrings: false,
     ...options,
   });
+  // Sessions in UTC, so NOW() and friends agree with the UTC values we store.
+  pool.on("connection", (connection) => {
+    connection.query("SET time_zone = '+00:00'");
+  });
   return new Kysely<DB>({ dialect: new MysqlDialect({ pool }) });
 }
 

@@ -149,8 +149,9 @@ export async function startService<C extends BaseConfig>(
       await sleep(config.SHUTDOWN_DELAY_MS);
       shutdownController.abort();
       await drain(server, config.SHUTDOWN_TIMEOUT_MS, log);
+      // Background work may still call other services while it winds down: close the mesh last.
+      await spec.close?.().catch((err) => log.error({ err: safeError(err) }, "closing stores failed"));
       await mesh.close();
-      await spec.close?.().catch((err) => log.error({ err }, "closing stores failed"));
       await metrics.close();
       etcd.close();
       log.info({ tookMs: Date.now() - started }, "stopped");
