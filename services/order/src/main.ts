@@ -1,0 +1,7 @@
+/** The order service process: `node --import tsx services/order/src/main.ts` (config from env). */
+import { loadConfig } from "../../shared/src/config.ts";
+import { runService } from "../../shared/src/server.ts";
+import { orderConfigSchema } from "./config.ts";
+import { orderService } from "./service.ts";
+
+await runService(() => orderService(loadConfig(orderConfigSchema)));

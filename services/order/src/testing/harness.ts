@@ -1,0 +1,101 @@
+/** Order service instances in-process on a real stack, and clients with a caller identity. */
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { Client } from "@connectrpc/connect";
+import {
+  type Activity,
+  ActivitySchema,
+  ActivityStatus,
+} from "../../../gen/seckill/common/v1/common_pb.ts";
+import { OrderService } from "../../../gen/seckill/order/v1/order_pb.ts";
+import { activityKey, encodeActivity } from "../../../shared/src/activities.ts";
+import { loadConfig } from "../../../shared/src/config.ts";
+import type { Etcd3 } from "../../../shared/src/etcd.ts";
+import { identityHeaders, type Role } from "../../../shared/src/identity.ts";
+import type { Mesh } from "../../../shared/src/mesh.ts";
+import { type RunningService, startService } from "../../../shared/src/server.ts";
+import { type OrderConfig, orderConfigSchema } from "../config.ts";
+import { orderService } from "../service.ts";
+
+export interface StackUrls {
+  etcdEndpoints: string[];
+  redisUrl: string;
+  mysqlUri: string;
+}
+
+export function orderConfig(
+  urls: StackUrls,
+  instanceId: string,
+  env: Record<string, string> = {},
+): OrderConfig {
+  return loadConfig(orderConfigSchema, {
+    ETCD_ENDPOINTS: urls.etcdEndpoints.join(","),
+    REDIS_URL: urls.redisUrl,
+    MYSQL_URI: urls.mysqlUri,
+    INSTANCE_ID: instanceId,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
+    SHUTDOWN_DELAY_MS: "0",
+    REGISTRATION_TTL_SECONDS: "5",
+    CONSUMER_BLOCK_MS: "200",
+    CLAIM_IDLE_MS: "1000",
+    CLAIM_INTERVAL_MS: "500",
+    SWEEP_INTERVAL_MS: "100",
+    SETTLE_INTERVAL_MS: "300",
+    SETTLE_GRACE_MS: "2000",
+    WATCH_POLL_MS: "2000",
+    ...env,
+  });
+}
+
+export function startOrder(
+  urls: StackUrls,
+  instanceId: string,
+  env: Record<string, string> = {},
+): Promise<RunningService> {
+  return startService(orderService(orderConfig(urls, instanceId, env)));
+}
+
+export interface ActivityOptions {
+  totalStock?: number;
+  perUserLimit?: number;
+  paymentTimeoutSeconds?: number;
+}
+
+/** The activity admin would publish: window open for an hour either side of now. */
+export function activityDefinition(id: string, o: ActivityOptions = {}): Activity {
+  const now = Date.now();
+  return create(ActivitySchema, {
+    id,
+    productId: "prod-1",
+    title: `Test sale ${id}`,
+    priceCents: 1999n,
+    currency: "USD",
+    totalStock: BigInt(o.totalStock ?? 1000),
+    perUserLimit: o.perUserLimit ?? 5,
+    startTime: timestampFromMs(now - 3_600_000),
+    endTime: timestampFromMs(now + 3_600_000),
+    paymentTimeoutSeconds: o.paymentTimeoutSeconds ?? 900,
+    status: ActivityStatus.PUBLISHED,
+    revision: 1n,
+  });
+}
+
+/** Publishes an activity to etcd as admin would: order's catalog then consumes its stream. */
+export async function publishActivity(
+  etcd: Etcd3,
+  id: string,
+  o: ActivityOptions = {},
+): Promise<void> {
+  await etcd.put(activityKey(id)).value(encodeActivity(activityDefinition(id, o)));
+}
+
+export type OrderClient = Client<typeof OrderService>;
+
+/** Call options carrying a caller identity, as the gateway would set them. */
+export const as = (userId: string, role: Role = "user") => ({
+  headers: identityHeaders({ userId, role, ip: undefined }),
+});
+
+export function orderClient(mesh: Mesh): OrderClient {
+  return mesh.client(OrderService, "order");
+}
