@@ -150,7 +150,9 @@ export async function startService<C extends BaseConfig>(
       shutdownController.abort();
       await drain(server, config.SHUTDOWN_TIMEOUT_MS, log);
       // Background work may still call other services while it winds down: close the mesh last.
-      await spec.close?.().catch((err) => log.error({ err: safeError(err) }, "closing stores failed"));
+      await spec
+        .close?.()
+        .catch((err) => log.error({ err: safeError(err) }, "closing stores failed"));
       await mesh.close();
       await metrics.close();
       etcd.close();
