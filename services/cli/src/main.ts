@@ -20,6 +20,7 @@ import {
 import type { LoadModel, LoadSnapshot } from "./load/runner.ts";
 import { runSale, type SaleReport } from "./load/sale.ts";
 import { type LocalStack, startLocalStack } from "./local-stack.ts";
+import { migrateAll } from "./migrate.ts";
 import { defaultPlan, repoRoot } from "./plan.ts";
 import { renderTable } from "./table.ts";
 
@@ -29,6 +30,7 @@ commands:
   up       start redis-server, mariadbd, etcd and every service; Ctrl-C stops all
   demo     start the stack, run a flash sale through the gateway, print the report, stop
   load     run a flash sale against a running gateway (--target, or the stack of 'seckill up')
+  migrate  apply every service's MySQL migrations to $MYSQL_URI (the Helm migration Job)
 
 options:
   --app N            seckill-app instances (up, demo; default 2)
@@ -195,6 +197,13 @@ async function main() {
   const command = positionals[0];
   if (values.help || !command) {
     console.log(usage);
+    return;
+  }
+
+  if (command === "migrate") {
+    const uri = process.env.MYSQL_URI;
+    if (!uri) throw new Error("MYSQL_URI is not set");
+    await migrateAll(uri);
     return;
   }
 
