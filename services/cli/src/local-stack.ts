@@ -67,6 +67,8 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     ADMIN_USERNAME: "admin",
     ADMIN_PASSWORD: "admin-password",
     LOG_LEVEL: "info",
+    // Every simulated buyer comes from 127.0.0.1: a per-IP limit would measure only itself.
+    RATE_LIMIT_IP_RPS: "0",
     ...opts.env,
   };
 

@@ -81,15 +81,16 @@ export function renderText(report: SaleReport, shares: readonly InstanceShare[] 
   out.push(
     renderTable(
       [
-        "attempts",
+        "buyers",
         "seconds",
-        "attempts/s",
+        "buyers/s",
         "p50 ms",
         "p90 ms",
         "p99 ms",
         "p99.9 ms",
         "max ms",
         "retried",
+        "came back",
       ],
       [
         [
@@ -102,6 +103,7 @@ export function renderText(report: SaleReport, shares: readonly InstanceShare[] 
           ms(lat.p999),
           ms(lat.max),
           load.retried,
+          load.comebacks,
         ],
       ],
     ),

@@ -32,6 +32,11 @@ export interface LoadOptions {
   repeat?: boolean;
   /** Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED) retried with the same request id. */
   retries?: number;
+  /**
+   * A buyer told "too many requests" (RESOURCE_EXHAUSTED, RATE_LIMITED, OVERLOADED)
+   * comes back after the hinted delay, at most this many times (default 3).
+   */
+  comebacks?: number;
   /** Per-RPC timeout. */
   timeoutMs?: number;
   onTick?: (snapshot: LoadSnapshot) => void;
@@ -61,12 +66,17 @@ export interface LoadResult {
   /** Outcomes by name: BuyResult names (RESERVED, SOLD_OUT, …) or gRPC codes of errors. */
   outcomes: Record<string, number>;
   retried: number;
+  /** Buyers that were shed and came back (each counted once per comeback). */
+  comebacks: number;
   latency: LatencyHistogram;
   timeline: SecondBucket[];
   orderIds: string[];
 }
 
 const transient = new Set([Code.Unavailable, Code.DeadlineExceeded]);
+const shedResults = new Set<BuyResult>([BuyResult.RATE_LIMITED, BuyResult.OVERLOADED]);
+const comebackDelayMs = (hintMs: number) =>
+  Math.max(50, Math.min(hintMs || 200, 2000)) * (0.5 + Math.random());
 
 export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   const startedAt = Date.now();
@@ -79,6 +89,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   let completed = 0;
   let reserved = 0;
   let retried = 0;
+  let comebacks = 0;
   let inFlight = 0;
   let nextBuyer = 0;
   const retries = opts.retries ?? 2;
@@ -123,13 +134,25 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     }
   };
 
-  /** One buyer's attempt: a token, then the buy, retrying transient failures with the same request id. */
+  /**
+   * One buyer's attempt: a token, then the buy. Transient failures are retried at
+   * once with the same request id (the answer may have been lost); a buyer who is
+   * shed comes back after the hinted delay with a new token, like a person would.
+   */
   const attempt = async (buyer: Buyer, intendedStart: number) => {
     inFlight++;
     const requestId = randomUUID();
     let outcome = "UNKNOWN";
+    let transientLeft = retries;
+    let comebacksLeft = opts.comebacks ?? 3;
+    const comeBack = async (hintMs: number) => {
+      if (comebacksLeft-- <= 0 || Date.now() >= deadline) return false;
+      comebacks++;
+      await new Promise((r) => setTimeout(r, comebackDelayMs(hintMs)));
+      return true;
+    };
     try {
-      for (let n = 0; ; n++) {
+      for (;;) {
         try {
           const { buyToken } = await opts.app.getBuyToken(
             { activityId: opts.activityId },
@@ -140,15 +163,17 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
             callOptions(buyer),
           );
           outcome = BuyResult[res.result] ?? String(res.result);
+          if (shedResults.has(res.result) && (await comeBack(res.retryAfterMs))) continue;
           if (res.result === BuyResult.RESERVED) orderIds.push(res.orderId);
           break;
         } catch (err) {
           const e = ConnectError.from(err);
-          if (n < retries && transient.has(e.code) && Date.now() < deadline) {
+          outcome = Code[e.code] ?? String(e.code);
+          if (transient.has(e.code) && transientLeft-- > 0 && Date.now() < deadline) {
             retried++;
             continue;
           }
-          outcome = Code[e.code] ?? String(e.code);
+          if (e.code === Code.ResourceExhausted && (await comeBack(0))) continue;
           break;
         }
       }
@@ -204,6 +229,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     completed,
     outcomes,
     retried,
+    comebacks,
     latency,
     timeline,
     orderIds,
