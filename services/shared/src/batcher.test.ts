@@ -64,3 +64,37 @@ describe("createBatcher", () => {
     await assert.rejects(Promise.all([short(1), short(2)]), /answered 1 results/);
   });
 });
+
+describe("createBatcher and the callers' context", () => {
+  it("runs a batch without the flushing caller's deadline, under the first caller's trace", async () => {
+    const { runWithDeadline, currentDeadline } = await import("./deadline.ts");
+    const { context, trace, ROOT_CONTEXT } = await import("@opentelemetry/api");
+    const seen: { deadline: number | undefined; traceId: string | undefined }[] = [];
+    const probe = createBatcher<number, number>({
+      name: "test-context",
+      maxSize: 2,
+      maxDelayMs: 50,
+      run: async (items) => {
+        seen.push({
+          deadline: currentDeadline(),
+          traceId: trace.getSpanContext(context.active())?.traceId,
+        });
+        return items;
+      },
+    });
+    const parent = trace.wrapSpanContext({
+      traceId: "a".repeat(32),
+      spanId: "b".repeat(16),
+      traceFlags: 1,
+    });
+    await Promise.all([
+      context.with(trace.setSpan(ROOT_CONTEXT, parent), () =>
+        runWithDeadline(Date.now() + 5, () => probe(1)),
+      ),
+      runWithDeadline(Date.now() + 60_000, () => probe(2)),
+    ]);
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]!.deadline, undefined, "no caller's deadline leaks into the batch");
+    assert.equal(seen[0]!.traceId, "a".repeat(32), "the batch continues the first caller's trace");
+  });
+});

@@ -1,3 +1,5 @@
+import { type Context, context, trace } from "@opentelemetry/api";
+import { runWithoutDeadline } from "./deadline.ts";
 import { histogram, once } from "./metrics.ts";
 
 const batchSizes = once("seckill_batch_size", () =>
@@ -22,6 +24,8 @@ export interface BatcherOptions<I, O> {
 
 interface Waiting<I, O> {
   item: I;
+  /** The caller's trace context: the first caller's parents the batch's span, the others are linked. */
+  caller: Context;
   resolve(value: O): void;
   reject(err: unknown): void;
 }
@@ -42,26 +46,45 @@ export function createBatcher<I, O>(opts: BatcherOptions<I, O>): (item: I) => Pr
     queue = [];
     if (batch.length === 0) return;
     batchSizes.observe({ batcher: opts.name }, batch.length);
-    opts.run(batch.map((w) => w.item)).then(
-      (results) => {
-        if (results.length !== batch.length) {
-          const err = new Error(
-            `${opts.name}: batch of ${batch.length} answered ${results.length} results`,
-          );
+    // A batch belongs to no single caller: its span continues the first caller's trace
+    // (so one buyer's trace shows the whole path) and links every other caller's span;
+    // it runs without the deadline of whichever caller happened to flush it.
+    const [first] = batch;
+    const links = batch.slice(1).flatMap((w) => {
+      const caller = trace.getSpanContext(w.caller);
+      return caller ? [{ context: caller }] : [];
+    });
+    const span = trace
+      .getTracer("seckill")
+      .startSpan(
+        `batch ${opts.name}`,
+        { links, attributes: { "seckill.batch.size": batch.length } },
+        first!.caller,
+      );
+    const run = () =>
+      context.with(trace.setSpan(first!.caller, span), () => opts.run(batch.map((w) => w.item)));
+    runWithoutDeadline(run)
+      .finally(() => span.end())
+      .then(
+        (results) => {
+          if (results.length !== batch.length) {
+            const err = new Error(
+              `${opts.name}: batch of ${batch.length} answered ${results.length} results`,
+            );
+            for (const w of batch) w.reject(err);
+            return;
+          }
+          for (const [i, w] of batch.entries()) w.resolve(results[i] as O);
+        },
+        (err) => {
           for (const w of batch) w.reject(err);
-          return;
-        }
-        for (const [i, w] of batch.entries()) w.resolve(results[i] as O);
-      },
-      (err) => {
-        for (const w of batch) w.reject(err);
-      },
-    );
+        },
+      );
   };
 
   return (item) =>
     new Promise<O>((resolve, reject) => {
-      queue.push({ item, resolve, reject });
+      queue.push({ item, caller: context.active(), resolve, reject });
       if (queue.length >= opts.maxSize) flush();
       else timer ??= setTimeout(flush, opts.maxDelayMs);
     });

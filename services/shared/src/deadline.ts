@@ -11,6 +11,11 @@ export function runWithDeadline<T>(deadline: number | undefined, fn: () => T): T
   return deadline === undefined ? fn() : deadlineStore.run(deadline, fn);
 }
 
+/** Runs `fn` with no inherited deadline: for work shared by many callers, such as a batch. */
+export function runWithoutDeadline<T>(fn: () => T): T {
+  return deadlineStore.exit(fn);
+}
+
 export function currentDeadline(): number | undefined {
   return deadlineStore.getStore();
 }

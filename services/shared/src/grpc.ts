@@ -197,9 +197,7 @@ function handlerContext(
 ): { ctx: ReturnType<typeof createHandlerContext>; deadline: number | undefined } {
   const deadline = deadlineOf(call);
   const cancelled = new AbortController();
-  call.on("cancelled", () =>
-    cancelled.abort(new ConnectError("call cancelled by the client", Code.Canceled)),
-  );
+  call.on("cancelled", () => cancelled.abort(clientCancelled));
   const ctx = createHandlerContext({
     service: spec.method.parent,
     method: spec.method,
@@ -263,7 +261,7 @@ function unaryHandler(spec: MethodImplSpec & { kind: "unary" }, opts: GrpcHandle
         (err) => callback(toServiceError(asConnectError(err, method, opts))),
       )
       // Ends the context's deadline timer; work still tied to ctx.signal stops with the call.
-      .finally(() => ctx.abort());
+      .finally(() => ctx.abort(callEnded));
   };
 }
 
@@ -334,9 +332,13 @@ function serverStreamHandler(
       .catch((err) => {
         if (!call.cancelled) fail(err);
       })
-      .finally(() => ctx.abort());
+      .finally(() => ctx.abort(callEnded));
   };
 }
+
+// Abort reasons shared by every call: building an error (and its stack) per call costs CPU on the hot path.
+const clientCancelled = new ConnectError("call cancelled by the client", Code.Canceled);
+const callEnded = new ConnectError("call ended", Code.Canceled);
 
 /** The handler context of a request built here, for the innermost `next`. */
 const contexts = new WeakMap<object, HandlerContext>();
