@@ -69,6 +69,13 @@ describe("createBatcher and the callers' context", () => {
   it("runs a batch without the flushing caller's deadline, under the first caller's trace", async () => {
     const { runWithDeadline, currentDeadline } = await import("./deadline.ts");
     const { context, trace, ROOT_CONTEXT } = await import("@opentelemetry/api");
+    const { startTelemetry } = await import("./telemetry.ts");
+    const telemetry = startTelemetry({
+      service: "test",
+      instance: "test",
+      version: "test",
+      exporter: "none",
+    });
     const seen: { deadline: number | undefined; traceId: string | undefined }[] = [];
     const probe = createBatcher<number, number>({
       name: "test-context",
@@ -96,5 +103,6 @@ describe("createBatcher and the callers' context", () => {
     assert.equal(seen.length, 1);
     assert.equal(seen[0]!.deadline, undefined, "no caller's deadline leaks into the batch");
     assert.equal(seen[0]!.traceId, "a".repeat(32), "the batch continues the first caller's trace");
+    await telemetry.shutdown();
   });
 });
