@@ -1,0 +1,132 @@
+/**
+ * The gateway as an EdgeServiceSpec: Redis (blacklist copy, restock
+ * messages), the JWT verifier over auth's public keys, the limits and the
+ * sold-out flags, wired once. main.ts runs it; tests start it in process.
+ */
+
+import { createJwtVerifier } from "../../auth/src/verifier.ts";
+import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
+import { BlacklistCache } from "../../shared/src/blacklist.ts";
+import { createRedis, type Redis } from "../../shared/src/redis.ts";
+import type { GatewayConfig } from "./config.ts";
+import type { EdgeServiceSpec } from "./edge-server.ts";
+import { EdgeLimiter } from "./limits.ts";
+import { jwksFetchErrors } from "./metrics.ts";
+import { RETRY_AFTER_MS_HEADER } from "./policy.ts";
+import { gatewayRoutes, UPSTREAMS } from "./routes.ts";
+import { listenForRestock, RecentKeys, SoldOutFlags } from "./sold-out.ts";
+import { cachingVerifier } from "./token-cache.ts";
+
+/** Retries of a Buy this instance forwarded are recognised for this long. */
+const RECENT_REQUESTS_TTL_MS = 5 * 60_000;
+const RECENT_REQUESTS_MAX = 200_000;
+
+export function gatewaySpec(config: GatewayConfig): EdgeServiceSpec<GatewayConfig> {
+  const closers: (() => Promise<unknown> | unknown)[] = [];
+  return {
+    name: "gateway",
+    config,
+    async setup(ctx) {
+      const { log } = ctx;
+      const redis = createRedis(config.REDIS_URL, log, { connectionName: "gateway" });
+      closers.push(() => quit(redis));
+      const blacklistSubscriber = createRedis(config.REDIS_URL, log, {
+        connectionName: "gateway-blacklist",
+      });
+      closers.push(() => quit(blacklistSubscriber));
+      const restockSubscriber = createRedis(config.REDIS_URL, log, {
+        connectionName: "gateway-restock",
+      });
+      closers.push(() => quit(restockSubscriber));
+
+      const blacklist = new BlacklistCache(redis, blacklistSubscriber, log);
+      closers.push(() => blacklist.stop());
+      await blacklist.start();
+
+      const flags = new SoldOutFlags(config.SOLD_OUT_TTL_MS);
+      await listenForRestock(restockSubscriber, flags, log);
+
+      const auth = ctx.mesh.client(AuthService, UPSTREAMS.auth);
+      const verifier = createJwtVerifier({
+        fetchKeys: async () => (await auth.getPublicKeys({}, { timeoutMs: 3000 })).keys,
+        issuer: config.JWT_ISSUER,
+        audience: config.JWT_AUDIENCE,
+        cacheMs: config.JWKS_CACHE_MS,
+        minRefetchMs: config.JWKS_MIN_REFETCH_MS,
+        onFetchError: (err) => {
+          jwksFetchErrors.inc();
+          log.warn({ err: String(err) }, "fetching auth's public keys failed");
+        },
+      });
+      // Warm the key cache without making start-up depend on auth (pods start in any order).
+      void verifier.refreshKeys().then(
+        () => log.info({ kids: verifier.kids }, "public keys loaded"),
+        () => {},
+      );
+
+      const limiter = new EdgeLimiter({
+        ip: {
+          ratePerSecond: config.RATE_LIMIT_IP_RPS,
+          burst: config.RATE_LIMIT_IP_BURST,
+          maxKeys: config.RATE_LIMIT_IP_MAX_TRACKED,
+        },
+        global: {
+          ratePerSecond: config.RATE_LIMIT_GLOBAL_RPS,
+          burst: config.RATE_LIMIT_GLOBAL_BURST,
+        },
+        user: {
+          ratePerSecond: config.RATE_LIMIT_USER_RPS,
+          burst: config.RATE_LIMIT_USER_BURST,
+          maxKeys: config.RATE_LIMIT_IP_MAX_TRACKED,
+        },
+      });
+      closers.push(() => limiter.close());
+
+      log.info(
+        {
+          ipRps: config.RATE_LIMIT_IP_RPS,
+          globalRps: config.RATE_LIMIT_GLOBAL_RPS,
+          userRps: config.RATE_LIMIT_USER_RPS,
+          trustedProxyHops: config.TRUSTED_PROXY_HOPS,
+          corsOrigins: config.CORS_ALLOWED_ORIGINS ?? [],
+        },
+        "edge policy",
+      );
+
+      return {
+        routes: gatewayRoutes({
+          transport: (upstream) => ctx.mesh.transport(upstream),
+          gate: {
+            verifier: cachingVerifier(verifier, {
+              maxEntries: config.TOKEN_CACHE_ENTRIES,
+              maxAgeMs: config.TOKEN_CACHE_MAX_AGE_MS,
+            }),
+            limiter,
+            blacklist,
+            trustedProxyHops: config.TRUSTED_PROXY_HOPS,
+          },
+          unaryTimeoutMs: config.UPSTREAM_TIMEOUT_MS,
+          streamTimeoutMs: config.STREAM_TIMEOUT_MS,
+          streamShutdownSignal: ctx.streamShutdownSignal,
+          flags,
+          recent: new RecentKeys(RECENT_REQUESTS_MAX, RECENT_REQUESTS_TTL_MS),
+          instanceId: config.INSTANCE_ID,
+          version: config.VERSION,
+        }),
+        cors: {
+          allowedOrigins: config.CORS_ALLOWED_ORIGINS ?? [],
+          maxAgeSeconds: config.CORS_MAX_AGE_SECONDS,
+          extraAllowedHeaders: ["Authorization", "X-Request-Id"],
+          extraExposedHeaders: [RETRY_AFTER_MS_HEADER],
+        },
+      };
+    },
+    async close() {
+      for (const close of closers.splice(0).reverse()) await close();
+    },
+  };
+}
+
+async function quit(redis: Redis): Promise<void> {
+  await redis.quit().catch(() => redis.disconnect());
+}

@@ -1,0 +1,149 @@
+/**
+ * The sold-out short-circuit: once an upstream Buy answer says an activity is
+ * sold out, later Buys for it are answered SOLD_OUT at the edge, until core's
+ * restock message (`{act:<id>}:restock`, published when stock comes back) or a
+ * short TTL clears the flag.
+ *
+ * A retry must still get its original answer: a buyer whose first attempt
+ * reserved the last unit but whose answer was lost retries with the same
+ * request id, and SOLD_OUT would be a lie. So request ids this instance
+ * forwarded recently pass the flag (a retry through another gateway instance
+ * is not recognised; see the README).
+ */
+import { create } from "@bufbuild/protobuf";
+import type { Redis } from "ioredis";
+import {
+  type BuyRequest,
+  type BuyRequestSchema,
+  type BuyResponse,
+  type BuyResponseSchema as BuyResponseDesc,
+  BuyResponseSchema,
+} from "../../gen/seckill/app/v1/app_pb.ts";
+import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
+import { activityOfRestockChannel, RESTOCK_PATTERN } from "../../seckill-core/src/keys.ts";
+import type { Logger } from "../../shared/src/log.ts";
+import type { UnaryHooks } from "./forwarder.ts";
+import {
+  restockMessages,
+  soldOutFlagsGauge,
+  soldOutRetriesPassed,
+  soldOutShortCircuits,
+} from "./metrics.ts";
+
+export class SoldOutFlags {
+  private readonly until = new Map<string, number>();
+
+  /** `ttlMs` 0 turns the flags off. */
+  constructor(
+    readonly ttlMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  has(activityId: string): boolean {
+    const until = this.until.get(activityId);
+    if (until === undefined) return false;
+    if (this.now() < until) return true;
+    this.until.delete(activityId);
+    soldOutFlagsGauge.set(this.until.size);
+    return false;
+  }
+
+  mark(activityId: string): void {
+    if (this.ttlMs <= 0) return;
+    this.until.set(activityId, this.now() + this.ttlMs);
+    soldOutFlagsGauge.set(this.until.size);
+  }
+
+  clear(activityId: string): void {
+    if (this.until.delete(activityId)) soldOutFlagsGauge.set(this.until.size);
+  }
+
+  /** Activities flagged right now. */
+  list(): string[] {
+    return [...this.until.keys()].filter((id) => this.has(id));
+  }
+}
+
+/**
+ * Keys seen within `ttlMs`, at most `max` of them (the oldest go first).
+ * A Map keeps insertion order, so eviction is from the front.
+ */
+export class RecentKeys {
+  private readonly seen = new Map<string, number>();
+
+  constructor(
+    private readonly max: number,
+    private readonly ttlMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  add(key: string): void {
+    this.seen.delete(key);
+    this.seen.set(key, this.now() + this.ttlMs);
+    while (this.seen.size > this.max) {
+      const oldest = this.seen.keys().next().value as string;
+      this.seen.delete(oldest);
+    }
+  }
+
+  has(key: string): boolean {
+    const until = this.seen.get(key);
+    if (until === undefined) return false;
+    if (this.now() < until) return true;
+    this.seen.delete(key);
+    return false;
+  }
+
+  get size(): number {
+    return this.seen.size;
+  }
+}
+
+const requestKey = (req: BuyRequest) => `${req.activityId}\u0000${req.requestId}`;
+
+/** The forwarder hooks of SeckillAppService.Buy. */
+export function buyHooks(
+  flags: SoldOutFlags,
+  recent: RecentKeys,
+): UnaryHooks<typeof BuyRequestSchema, typeof BuyResponseDesc> {
+  return {
+    shortCircuit(req) {
+      if (!req.activityId || !flags.has(req.activityId)) {
+        if (req.requestId) recent.add(requestKey(req));
+        return undefined;
+      }
+      if (req.requestId && recent.has(requestKey(req))) {
+        soldOutRetriesPassed.inc();
+        return undefined;
+      }
+      soldOutShortCircuits.inc();
+      return create(BuyResponseSchema, {
+        result: BuyResult.SOLD_OUT,
+        soldOut: true,
+        message: "sold out (answered by the gateway)",
+      });
+    },
+    observe(req, res: BuyResponse) {
+      if (res.soldOut || res.result === BuyResult.SOLD_OUT) flags.mark(req.activityId);
+    },
+  };
+}
+
+/**
+ * Clears flags on core's restock messages. `subscriber` must be a connection
+ * of its own (subscriber mode); ioredis re-subscribes after a reconnect.
+ */
+export async function listenForRestock(
+  subscriber: Redis,
+  flags: SoldOutFlags,
+  log: Logger,
+): Promise<void> {
+  subscriber.on("pmessage", (_pattern: string, channel: string) => {
+    const activityId = activityOfRestockChannel(channel);
+    if (activityId === undefined) return;
+    restockMessages.inc();
+    if (flags.has(activityId)) log.debug({ activityId }, "restock: sold-out flag cleared");
+    flags.clear(activityId);
+  });
+  await subscriber.psubscribe(RESTOCK_PATTERN);
+}
