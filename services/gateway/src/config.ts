@@ -57,6 +57,8 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
     .int()
     .min(1)
     .default(10 * 60_000),
+  /** Built web pages (`npm run build:web` → dist/web) served on both ports; unset or missing: none. */
+  WEB_ROOT: z.string().min(1).optional(),
   /** Largest request message accepted from clients. */
   MAX_REQUEST_BYTES: z.coerce
     .number()

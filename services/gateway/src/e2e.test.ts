@@ -596,6 +596,14 @@ describe("end to end through the gateway", {
       assert.equal(BuyResult[r.res.result], "LIMIT_REACHED");
       if (Date.now() - raised > 5000) assert.fail("the raised limit was not applied within 5 s");
     }
+    // Core enforces it as soon as admin answers; the apps learn it from etcd: wait (≤ 1 s)
+    // until consecutive reads, which alternate between the two apps, all show the new limit.
+    let seen = 0;
+    while (seen < 4) {
+      const { activity } = await c.app.getActivity({ activityId: act.id });
+      seen = activity?.perUserLimit === 3 ? seen + 1 : 0;
+      if (Date.now() - raised > 1000) assert.fail("not every app saw the raised limit within 1 s");
+    }
     // Quantity 2 is within the new limit on every app: concurrent calls alternate between them.
     const concurrently = async (us: Session[], quantity: number) => {
       const toks = await Promise.all(us.map((u) => buyToken(c, u, act.id)));

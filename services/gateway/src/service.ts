@@ -15,6 +15,7 @@ import { jwksFetchErrors } from "./metrics.ts";
 import { RETRY_AFTER_MS_HEADER } from "./policy.ts";
 import { gatewayRoutes, UPSTREAMS } from "./routes.ts";
 import { listenForRestock, RecentKeys, SoldOutFlags } from "./sold-out.ts";
+import { loadStaticSite } from "./static.ts";
 import { cachingVerifier } from "./token-cache.ts";
 
 /** Retries of a Buy this instance forwarded are recognised for this long. */
@@ -93,7 +94,13 @@ export function gatewaySpec(config: GatewayConfig): EdgeServiceSpec<GatewayConfi
         "edge policy",
       );
 
+      const site = config.WEB_ROOT ? loadStaticSite(config.WEB_ROOT) : undefined;
+      if (config.WEB_ROOT && !site)
+        log.warn({ webRoot: config.WEB_ROOT }, "WEB_ROOT missing: no pages");
+      if (site) log.info({ webRoot: config.WEB_ROOT, files: site.paths.length }, "serving pages");
+
       return {
+        web: site?.handler,
         routes: gatewayRoutes({
           transport: (upstream) => ctx.mesh.transport(upstream),
           gate: {

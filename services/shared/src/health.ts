@@ -19,7 +19,13 @@ export class HealthState {
 
   constructor(services: readonly string[] = []) {
     this.statuses.set("", ServingStatus.NOT_SERVING);
-    for (const s of services) this.statuses.set(s, ServingStatus.NOT_SERVING);
+    this.track(services);
+  }
+
+  /** Adds services to report on, with the overall status. */
+  track(services: readonly string[]): void {
+    const overall = this.statuses.get("") ?? ServingStatus.NOT_SERVING;
+    for (const s of services) if (!this.statuses.has(s)) this.statuses.set(s, overall);
   }
 
   /** Sets every known service (and the overall status) at once. */
