@@ -20,8 +20,8 @@ import {
   BuyResponseSchema,
 } from "../../gen/seckill/app/v1/app_pb.ts";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
-import { activityOfRestockChannel, RESTOCK_PATTERN } from "../../seckill-core/src/keys.ts";
 import type { Logger } from "../../shared/src/log.ts";
+import { SoldOutFlags as Flags, listenForRestock as listen } from "../../shared/src/sold-out.ts";
 import type { UnaryHooks } from "./forwarder.ts";
 import {
   restockMessages,
@@ -30,37 +30,10 @@ import {
   soldOutShortCircuits,
 } from "./metrics.ts";
 
-export class SoldOutFlags {
-  private readonly until = new Map<string, number>();
-
-  /** `ttlMs` 0 turns the flags off. */
-  constructor(
-    readonly ttlMs: number,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  has(activityId: string): boolean {
-    const until = this.until.get(activityId);
-    if (until === undefined) return false;
-    if (this.now() < until) return true;
-    this.until.delete(activityId);
-    soldOutFlagsGauge.set(this.until.size);
-    return false;
-  }
-
-  mark(activityId: string): void {
-    if (this.ttlMs <= 0) return;
-    this.until.set(activityId, this.now() + this.ttlMs);
-    soldOutFlagsGauge.set(this.until.size);
-  }
-
-  clear(activityId: string): void {
-    if (this.until.delete(activityId)) soldOutFlagsGauge.set(this.until.size);
-  }
-
-  /** Activities flagged right now. */
-  list(): string[] {
-    return [...this.until.keys()].filter((id) => this.has(id));
+/** The shared flags (shared/src/sold-out.ts), counted in the gateway's metrics. */
+export class SoldOutFlags extends Flags {
+  constructor(ttlMs: number, now: () => number = Date.now) {
+    super(ttlMs, now, (_change, size) => soldOutFlagsGauge.set(size));
   }
 }
 
@@ -129,21 +102,7 @@ export function buyHooks(
   };
 }
 
-/**
- * Clears flags on core's restock messages. `subscriber` must be a connection
- * of its own (subscriber mode); ioredis re-subscribes after a reconnect.
- */
-export async function listenForRestock(
-  subscriber: Redis,
-  flags: SoldOutFlags,
-  log: Logger,
-): Promise<void> {
-  subscriber.on("pmessage", (_pattern: string, channel: string) => {
-    const activityId = activityOfRestockChannel(channel);
-    if (activityId === undefined) return;
-    restockMessages.inc();
-    if (flags.has(activityId)) log.debug({ activityId }, "restock: sold-out flag cleared");
-    flags.clear(activityId);
-  });
-  await subscriber.psubscribe(RESTOCK_PATTERN);
+/** Clears flags on core's restock messages (a subscriber-mode connection of its own). */
+export function listenForRestock(subscriber: Redis, flags: SoldOutFlags, log: Logger) {
+  return listen(subscriber, flags, log, () => restockMessages.inc());
 }

@@ -46,14 +46,5 @@ export function activityKeys(activityId: string): ActivityKeys {
 /** The consumer group order reads the streams with. */
 export const ORDER_CONSUMER_GROUP = "order";
 
-/** Subscribes to every activity's restock channel. */
-export const RESTOCK_PATTERN = "{act:*}:restock";
-
-/** The activity id of a restock channel name, or undefined if it is not one. */
-export function activityOfRestockChannel(channel: string): string | undefined {
-  const prefix = "{act:";
-  const suffix = "}:restock";
-  if (!channel.startsWith(prefix) || !channel.endsWith(suffix)) return undefined;
-  if (channel.length < prefix.length + suffix.length) return undefined;
-  return channel.slice(prefix.length, channel.length - suffix.length);
-}
+/** The restock channel is core's; the flags it clears live in every instance (shared sold-out.ts). */
+export { activityOfRestockChannel, RESTOCK_PATTERN } from "../../shared/src/sold-out.ts";
