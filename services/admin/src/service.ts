@@ -9,7 +9,7 @@ import type { Kysely } from "kysely";
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
 import { sleep } from "../../shared/src/etcd.ts";
 import { createDb, migrate } from "../../shared/src/mysql.ts";
-import { createRedis, type Redis } from "../../shared/src/redis.ts";
+import { closeRedis, createRedis, type Redis } from "../../shared/src/redis.ts";
 import type { ServiceSpec } from "../../shared/src/server.ts";
 import { Blacklist } from "./blacklist.ts";
 import { Catalog } from "./catalog.ts";
@@ -110,9 +110,7 @@ export function adminService(
     async close() {
       rates?.stop();
       await selfHeal?.stop();
-      await Promise.all(
-        connections.map((r) => Promise.race([r.quit().catch(() => {}), sleep(1000)])),
-      );
+      await Promise.all(connections.map(closeRedis));
       for (const r of connections) r.disconnect();
       await db?.destroy();
     },

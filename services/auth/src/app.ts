@@ -2,7 +2,7 @@
 import type { Kysely } from "kysely";
 import type { Logger } from "../../shared/src/log.ts";
 import { createDb, migrate } from "../../shared/src/mysql.ts";
-import { createRedis } from "../../shared/src/redis.ts";
+import { closeRedis, createRedis } from "../../shared/src/redis.ts";
 import type { ServiceSpec } from "../../shared/src/server.ts";
 import { Auth } from "./auth.ts";
 import type { AuthConfig } from "./config.ts";
@@ -51,7 +51,7 @@ export async function openAuth(config: AuthConfig, log: Logger): Promise<OpenedA
   let purgeTimer: NodeJS.Timeout | undefined;
   const close = async () => {
     clearInterval(purgeTimer);
-    await redis.quit().catch(() => redis.disconnect());
+    await closeRedis(redis);
     await db.destroy();
   };
   try {

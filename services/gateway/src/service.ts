@@ -7,7 +7,7 @@
 import { createJwtVerifier } from "../../auth/src/verifier.ts";
 import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
 import { BlacklistCache } from "../../shared/src/blacklist.ts";
-import { createRedis, type Redis } from "../../shared/src/redis.ts";
+import { closeRedis, createRedis, type Redis } from "../../shared/src/redis.ts";
 import type { GatewayConfig } from "./config.ts";
 import type { EdgeServiceSpec } from "./edge-server.ts";
 import { EdgeLimiter } from "./limits.ts";
@@ -30,15 +30,15 @@ export function gatewaySpec(config: GatewayConfig): EdgeServiceSpec<GatewayConfi
     async setup(ctx) {
       const { log } = ctx;
       const redis = createRedis(config.REDIS_URL, log, { connectionName: "gateway" });
-      closers.push(() => quit(redis));
+      closers.push(() => closeRedis(redis));
       const blacklistSubscriber = createRedis(config.REDIS_URL, log, {
         connectionName: "gateway-blacklist",
       });
-      closers.push(() => quit(blacklistSubscriber));
+      closers.push(() => closeRedis(blacklistSubscriber));
       const restockSubscriber = createRedis(config.REDIS_URL, log, {
         connectionName: "gateway-restock",
       });
-      closers.push(() => quit(restockSubscriber));
+      closers.push(() => closeRedis(restockSubscriber));
 
       const blacklist = new BlacklistCache(redis, blacklistSubscriber, log);
       closers.push(() => blacklist.stop());
@@ -132,8 +132,4 @@ export function gatewaySpec(config: GatewayConfig): EdgeServiceSpec<GatewayConfi
       for (const close of closers.splice(0).reverse()) await close();
     },
   };
-}
-
-async function quit(redis: Redis): Promise<void> {
-  await redis.quit().catch(() => redis.disconnect());
 }

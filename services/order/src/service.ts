@@ -9,7 +9,7 @@ import { ActivityCatalog } from "../../shared/src/activities.ts";
 import { backoffMs, sleep } from "../../shared/src/etcd.ts";
 import type { Logger } from "../../shared/src/log.ts";
 import { createDb, migrate } from "../../shared/src/mysql.ts";
-import { createRedis, type Redis } from "../../shared/src/redis.ts";
+import { closeRedis, createRedis, type Redis } from "../../shared/src/redis.ts";
 import type { ServiceSpec } from "../../shared/src/server.ts";
 import type { OrderConfig } from "./config.ts";
 import { catalogSource, OrderConsumer } from "./consumer.ts";
@@ -33,9 +33,9 @@ export function orderService(config: OrderConfig): ServiceSpec<OrderConfig> {
       const db = createDb<Database>(config.MYSQL_URI, { connectionLimit: config.MYSQL_POOL_SIZE });
       closers.push(() => db.destroy());
       const redis = createRedis(config.REDIS_URL, log, { connectionName: "order" });
-      closers.push(() => quit(redis));
+      closers.push(() => closeRedis(redis));
       const subscriber = createRedis(config.REDIS_URL, log, { connectionName: "order-events" });
-      closers.push(() => quit(subscriber));
+      closers.push(() => closeRedis(subscriber));
       await migrateWhenReachable(db, log);
       const catalog = new ActivityCatalog(ctx.etcd, log);
       closers.push(() => catalog.close());
@@ -112,7 +112,3 @@ async function migrateWhenReachable(db: Kysely<Database>, log: Logger): Promise<
 }
 
 /** QUIT, or drop the connection when Redis does not answer promptly (it may be down). */
-async function quit(redis: Redis): Promise<void> {
-  await Promise.race([redis.quit().catch(() => {}), sleep(1000)]);
-  redis.disconnect();
-}

@@ -5,7 +5,7 @@
  */
 import { ActivityCatalog } from "../../shared/src/activities.ts";
 import { sleep } from "../../shared/src/etcd.ts";
-import { createRedis, type Redis, redactUrl } from "../../shared/src/redis.ts";
+import { closeRedis, createRedis, type Redis, waitForRedis } from "../../shared/src/redis.ts";
 import type { ServiceSpec } from "../../shared/src/server.ts";
 import type { CoreConfig } from "./config.ts";
 import { coreRoutes } from "./routes.ts";
@@ -31,7 +31,7 @@ export function coreService(config: CoreConfig): ServiceSpec<CoreConfig> {
         commandTimeout: config.REDIS_COMMAND_TIMEOUT_MS,
       });
       connections.push(redis);
-      await waitForRedis(redis, config.REDIS_URL);
+      await waitForRedis(redis, config.REDIS_URL, REDIS_START_TIMEOUT_MS);
       // A subscribed connection only waits for messages: no timeout, retry forever.
       const subscriber = createRedis(config.REDIS_URL, ctx.log, { maxRetriesPerRequest: null });
       connections.push(subscriber);
@@ -54,24 +54,4 @@ export function coreService(config: CoreConfig): ServiceSpec<CoreConfig> {
       await Promise.all(connections.map(closeRedis));
     },
   };
-}
-
-async function waitForRedis(redis: Redis, url: string): Promise<void> {
-  const deadline = Date.now() + REDIS_START_TIMEOUT_MS;
-  for (;;) {
-    try {
-      await redis.ping();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline)
-        throw new Error(`redis at ${redactUrl(url)} is unreachable: ${(err as Error).message}`);
-      await sleep(250);
-    }
-  }
-}
-
-/** QUIT, or drop the connection if Redis does not answer promptly (it may be down). */
-async function closeRedis(redis: Redis): Promise<void> {
-  await Promise.race([redis.quit().catch(() => {}), sleep(1000)]);
-  redis.disconnect();
 }

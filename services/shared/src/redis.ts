@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from "ioredis";
+import { sleep } from "./etcd.ts";
 import type { Logger } from "./log.ts";
 
 export type { Redis };
@@ -27,4 +28,26 @@ export function createRedis(url: string, log: Logger, options: RedisOptions = {}
 
 export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, "//[redacted]@");
+}
+
+/** Waits until Redis answers PING, or fails after `timeoutMs` with a readable message. */
+export async function waitForRedis(redis: Redis, url: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await redis.ping();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) {
+        throw new Error(`redis at ${redactUrl(url)} is unreachable: ${(err as Error).message}`);
+      }
+      await sleep(250);
+    }
+  }
+}
+
+/** QUIT, or drop the connection if Redis does not answer promptly (it may be down). */
+export async function closeRedis(redis: Redis): Promise<void> {
+  await Promise.race([redis.quit().catch(() => {}), sleep(1000)]);
+  redis.disconnect();
 }

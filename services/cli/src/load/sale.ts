@@ -91,24 +91,23 @@ export async function provisionBuyers(
   return buyers;
 }
 
-export async function runSale(opts: SaleOptions): Promise<SaleReport> {
-  const progress = opts.progress ?? (() => {});
-  const transport = gatewayTransport(opts.target, opts.protocol);
-  const auth = createClient(AuthService, transport);
-  const admin = createClient(AdminService, transport);
-  const app = createClient(SeckillAppService, transport);
+export interface OpenSaleOptions {
+  app: Client<typeof SeckillAppService>;
+  admin: Client<typeof AdminService>;
+  adminToken: string;
+  /** Names the product and the activity. */
+  tag: string;
+  stock: number;
+  perUserLimit: number;
+  /** Delay between publishing and the start of the sale. */
+  startDelayMs: number;
+  progress: (line: string) => void;
+}
 
-  const login = await auth.login({ username: opts.adminUsername, password: opts.adminPassword });
-  const adminToken = login.tokens?.accessToken ?? "";
-  if (!adminToken) throw new Error("admin login returned no access token");
-  const asAdmin = bearer(adminToken);
-  progress(`logged in as ${opts.adminUsername}`);
-
-  const provisionStarted = Date.now();
-  const tag = randomBytes(3).toString("hex");
-  const buyers = await provisionBuyers(auth, adminToken, opts.buyers, `buyer-${tag}-`, progress);
-  const provisionMs = Date.now() - provisionStarted;
-
+/** Creates a product and an activity, publishes it, and waits (by the server's clock) until it starts. */
+export async function openSale(opts: OpenSaleOptions): Promise<{ activityId: string }> {
+  const { app, admin, tag, progress } = opts;
+  const asAdmin = bearer(opts.adminToken);
   const { product } = await admin.createProduct(
     {
       name: `Demo phone ${tag}`,
@@ -119,16 +118,16 @@ export async function runSale(opts: SaleOptions): Promise<SaleReport> {
     asAdmin,
   );
   const serverNow = Number((await app.getServerTime({})).unixMillis);
-  const startMs = serverNow + (opts.startDelayMs ?? 3000);
+  const startMs = serverNow + opts.startDelayMs;
   const { activity } = await admin.createActivity(
     {
       productId: product!.id,
       title: `Flash sale ${tag}`,
-      description: `${opts.stock} units, ${opts.perUserLimit ?? 1} per buyer`,
+      description: `${opts.stock} units, ${opts.perUserLimit} per buyer`,
       priceCents: 49_900n,
       currency: "EUR",
       totalStock: BigInt(opts.stock),
-      perUserLimit: opts.perUserLimit ?? 1,
+      perUserLimit: opts.perUserLimit,
       startTime: timestampFromMs(startMs),
       endTime: timestampFromMs(startMs + 10 * 60_000),
       paymentTimeoutSeconds: 900,
@@ -147,6 +146,37 @@ export async function runSale(opts: SaleOptions): Promise<SaleReport> {
     if (now >= startMs) break;
     await new Promise((r) => setTimeout(r, Math.min(250, startMs - now)));
   }
+  return { activityId };
+}
+
+export async function runSale(opts: SaleOptions): Promise<SaleReport> {
+  const progress = opts.progress ?? (() => {});
+  const transport = gatewayTransport(opts.target, opts.protocol);
+  const auth = createClient(AuthService, transport);
+  const admin = createClient(AdminService, transport);
+  const app = createClient(SeckillAppService, transport);
+
+  const login = await auth.login({ username: opts.adminUsername, password: opts.adminPassword });
+  const adminToken = login.tokens?.accessToken ?? "";
+  if (!adminToken) throw new Error("admin login returned no access token");
+  const asAdmin = bearer(adminToken);
+  progress(`logged in as ${opts.adminUsername}`);
+
+  const provisionStarted = Date.now();
+  const tag = randomBytes(3).toString("hex");
+  const buyers = await provisionBuyers(auth, adminToken, opts.buyers, `buyer-${tag}-`, progress);
+  const provisionMs = Date.now() - provisionStarted;
+
+  const { activityId } = await openSale({
+    app,
+    admin,
+    adminToken,
+    tag,
+    stock: opts.stock,
+    perUserLimit: opts.perUserLimit ?? 1,
+    startDelayMs: opts.startDelayMs ?? 3000,
+    progress,
+  });
   progress(`sale started: ${opts.buyers} buyers rush in`);
   const load = await runLoad({
     app,
