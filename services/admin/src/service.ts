@@ -7,7 +7,6 @@
  */
 import type { Kysely } from "kysely";
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
-import { sleep } from "../../shared/src/etcd.ts";
 import { createDb, migrate } from "../../shared/src/mysql.ts";
 import { closeRedis, createRedis, type Redis } from "../../shared/src/redis.ts";
 import type { ServiceSpec } from "../../shared/src/server.ts";

@@ -7,7 +7,7 @@
 import { createJwtVerifier } from "../../auth/src/verifier.ts";
 import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
 import { BlacklistCache } from "../../shared/src/blacklist.ts";
-import { closeRedis, createRedis, type Redis } from "../../shared/src/redis.ts";
+import { closeRedis, createRedis } from "../../shared/src/redis.ts";
 import type { GatewayConfig } from "./config.ts";
 import type { EdgeServiceSpec } from "./edge-server.ts";
 import { EdgeLimiter } from "./limits.ts";

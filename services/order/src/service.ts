@@ -9,7 +9,7 @@ import { ActivityCatalog } from "../../shared/src/activities.ts";
 import { backoffMs, sleep } from "../../shared/src/etcd.ts";
 import type { Logger } from "../../shared/src/log.ts";
 import { createDb, migrate } from "../../shared/src/mysql.ts";
-import { closeRedis, createRedis, type Redis } from "../../shared/src/redis.ts";
+import { closeRedis, createRedis } from "../../shared/src/redis.ts";
 import type { ServiceSpec } from "../../shared/src/server.ts";
 import type { OrderConfig } from "./config.ts";
 import { catalogSource, OrderConsumer } from "./consumer.ts";

@@ -4,7 +4,6 @@
  * subscriber for restock messages) and watches the activity catalog in etcd.
  */
 import { ActivityCatalog } from "../../shared/src/activities.ts";
-import { sleep } from "../../shared/src/etcd.ts";
 import { closeRedis, createRedis, type Redis, waitForRedis } from "../../shared/src/redis.ts";
 import type { ServiceSpec } from "../../shared/src/server.ts";
 import type { CoreConfig } from "./config.ts";

@@ -300,7 +300,10 @@ describe("cleanup when the owning process ends", { timeout: 60_000 }, () => {
     const redis = await started;
     assert.deepEqual(await exited, { code: 0, signal: null });
     // The exit handler sends SIGKILL; the kernel takes a moment to finish the process.
-    await waitFor(() => !isAlive(redis.pid), { timeoutMs: 5000, what: "the forgotten redis to die" });
+    await waitFor(() => !isAlive(redis.pid), {
+      timeoutMs: 5000,
+      what: "the forgotten redis to die",
+    });
     assert.equal(existsSync(redis.dataDir), false);
   });
 
