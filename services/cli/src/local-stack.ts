@@ -27,6 +27,8 @@ export interface RunningInstance {
   instanceId: string;
   port: number;
   metricsPort: number;
+  /** The gateway's HTTP/1.1 port (buy page, Connect, gRPC-Web). */
+  http1Port: number | undefined;
   pid: number;
   logFile: string;
   process: ServiceProcess;
@@ -69,6 +71,8 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     LOG_LEVEL: "info",
     // Every simulated buyer comes from 127.0.0.1: a per-IP limit would measure only itself.
     RATE_LIMIT_IP_RPS: "0",
+    // The buy page and the admin console (npm run build:web), on the gateway's HTTP/1.1 port.
+    WEB_ROOT: join(repoRoot, "dist", "web"),
     ...opts.env,
   };
 
@@ -100,6 +104,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
             instanceId,
             port: process.port,
             metricsPort: process.metricsPort,
+            http1Port: process.http1Port,
             pid: process.pid,
             logFile,
             process,

@@ -116,7 +116,14 @@ async function printMesh(stack: LocalStack) {
     ),
   );
   const gateway = stack.instances.find((i) => i.service === "gateway");
-  if (gateway) console.log(`\ngateway: http://127.0.0.1:${gateway.port} (Connect, gRPC-Web, gRPC)`);
+  if (gateway) {
+    console.log(`\ngateway: http://127.0.0.1:${gateway.port} (h2c: Connect, gRPC-Web, gRPC)`);
+    if (gateway.http1Port) {
+      console.log(
+        `buy page: http://127.0.0.1:${gateway.http1Port}/   admin console: http://127.0.0.1:${gateway.http1Port}/admin`,
+      );
+    }
+  }
   console.log(`state: ${stack.stateFile}`);
   return registered;
 }

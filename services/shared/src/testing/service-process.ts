@@ -12,6 +12,8 @@ export interface ServiceProcess {
   readonly pid: number;
   readonly port: number;
   readonly metricsPort: number;
+  /** The gateway's HTTP/1.1 port, when the service has one. */
+  readonly http1Port: number | undefined;
   /** Every JSON log line the process wrote so far. */
   readonly logs: LogLine[];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -115,6 +117,7 @@ export async function startServiceProcess(
     pid: child.pid!,
     port: serving.port as number,
     metricsPort: serving.metricsPort as number,
+    http1Port: serving.http1Port as number | undefined,
     logs,
     exited,
     waitForLog,
