@@ -2,7 +2,8 @@
  * `npm run bench:transport`: one unary Echo hop over loopback, `--inflight`
  * calls in flight (64), for each transport stack the mesh and the edge use.
  * Every case gets a fresh server process (echo-server.ts) and a fresh load
- * process (load-client.ts), so on a 2-core machine each side has a core.
+ * process (load-client.ts): two event loops, roughly a core each on 2 cores
+ * (not pinned; the CPU columns show how the time was actually split).
  *
  *   --seconds N   measured window per case (5)      --warmup N  warm-up per case (1.5)
  *   --inflight N  concurrent calls (64)              --only a,b  cases whose name contains a or b
