@@ -54,6 +54,7 @@ import { AuthService } from "../services/gen/seckill/auth/v1/auth_pb.ts";
 import { BuyResult } from "../services/gen/seckill/common/v1/common_pb.ts";
 import { StockStore } from "../services/seckill-core/src/store.ts";
 import { definition } from "../services/seckill-core/src/testing.ts";
+import { has, nextMessage, stopChild } from "../services/shared/bench/children.ts";
 import type { ServerKind } from "../services/shared/bench/echo-server.ts";
 import type {
   ClientKind,
@@ -142,49 +143,6 @@ function forkChild(file: string, args: string[], env: Record<string, string> = {
   });
   cleanup.push(() => stopChild(child));
   return child;
-}
-
-function nextMessage<T>(
-  child: ChildProcess,
-  match: (m: unknown) => m is T,
-  ms: number,
-): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const done = () => {
-      clearTimeout(timer);
-      child.off("message", onMessage);
-      child.off("exit", onExit);
-    };
-    const onMessage = (m: unknown) => {
-      if (match(m)) {
-        done();
-        resolve(m);
-      }
-    };
-    const onExit = (code: number | null) => {
-      done();
-      reject(new Error(`child exited (${code}) before answering`));
-    };
-    const timer = setTimeout(() => {
-      done();
-      reject(new Error(`no answer within ${ms} ms`));
-    }, ms);
-    child.on("message", onMessage);
-    child.on("exit", onExit);
-  });
-}
-const has =
-  <K extends string>(key: K) =>
-  (m: unknown): m is Record<K, number> =>
-    typeof m === "object" && m !== null && key in m;
-
-async function stopChild(child: ChildProcess) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  if (child.connected) child.send("stop");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-  await exited;
-  clearTimeout(timer);
 }
 
 /** Runs a node script to its end; its stdout is returned, its stderr shown as progress. */

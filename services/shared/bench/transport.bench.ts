@@ -13,12 +13,14 @@
  * Prints a markdown table on stdout (progress on stderr); also saves it with
  * the raw numbers as JSON in bench/results/ when that directory exists.
  */
+
 import { type ChildProcess, fork } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { has, is, nextMessage, stopChild } from "./children.ts";
 import type { ServerKind } from "./echo-server.ts";
 import type { ClientKind, LoadOptions, LoadResult } from "./load-client.ts";
 
@@ -102,54 +104,6 @@ function spawnChild(file: string, arg: string, prefix: string): ChildProcess {
   });
 }
 
-/** The first IPC message of `child` that `match` accepts; fails if the child exits first or time runs out. */
-function nextMessage<T>(
-  child: ChildProcess,
-  match: (m: unknown) => m is T,
-  timeoutMs: number,
-): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const done = () => {
-      clearTimeout(timer);
-      child.off("message", onMessage);
-      child.off("exit", onExit);
-    };
-    const onMessage = (m: unknown) => {
-      if (!match(m)) return;
-      done();
-      resolve(m);
-    };
-    const onExit = (code: number | null, signal: string | null) => {
-      done();
-      reject(new Error(`child exited (${signal ?? code}) before answering`));
-    };
-    const timer = setTimeout(() => {
-      done();
-      reject(new Error(`no answer within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on("message", onMessage);
-    child.on("exit", onExit);
-  });
-}
-
-const has =
-  <K extends string>(key: K) =>
-  (m: unknown): m is Record<K, number> =>
-    typeof m === "object" && m !== null && key in m;
-const is =
-  <T extends string>(value: T) =>
-  (m: unknown): m is T =>
-    m === value;
-
-async function stop(child: ChildProcess) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  if (child.connected) child.send("stop");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-  await exited;
-  clearTimeout(timer);
-}
-
 /** Busy and total CPU time of the whole machine so far, in clock ticks (Linux only). */
 function machineTicks(): { busy: number; total: number } | undefined {
   try {
@@ -201,8 +155,8 @@ async function runCase(c: Case): Promise<Row> {
   } catch (err) {
     return { ...c, failure: err instanceof Error ? err.message : String(err) };
   } finally {
-    if (client) await stop(client);
-    await stop(server);
+    if (client) await stopChild(client);
+    await stopChild(server);
   }
 }
 
