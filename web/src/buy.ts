@@ -128,11 +128,13 @@ async function activityView(view: HTMLElement, id: string, signal: AbortSignal) 
   view.replaceChildren(h("p", {}, "Loading…"));
   let activity: Activity;
   let soldOut: boolean;
+  let remaining: bigint | undefined;
   try {
     const [r, flags] = await Promise.all([app.getActivity({ activityId: id }), edgeSoldOut()]);
     if (!r.activity) throw new Error("missing activity");
     activity = r.activity;
-    soldOut = r.soldOut || flags.has(id);
+    remaining = r.remaining;
+    soldOut = r.soldOut || flags.has(id) || remaining === 0n;
   } catch (err) {
     view.replaceChildren(
       h("p", { class: "error" }, describeError(err)),
@@ -141,6 +143,12 @@ async function activityView(view: HTMLElement, id: string, signal: AbortSignal) 
     return;
   }
   const a = activity;
+  const stockLine = h("p", { id: "stock" });
+  const showStock = () => {
+    const left = remaining === undefined ? "" : `${remaining} of `;
+    stockLine.textContent = `${left}${a.totalStock} left · at most ${a.perUserLimit || 1} per person`;
+  };
+  showStock();
   const countdown = h("p", { class: "countdown", id: "countdown", "aria-live": "polite" });
   const button = h(
     "button",
@@ -161,11 +169,7 @@ async function activityView(view: HTMLElement, id: string, signal: AbortSignal) 
       h("p", { class: "product-name" }, a.productName),
       a.description ? h("p", {}, a.description) : undefined,
       h("p", { class: "price", id: "price" }, money(a.priceCents, a.currency)),
-      h(
-        "p",
-        { id: "stock" },
-        `${a.totalStock} in this sale · at most ${a.perUserLimit || 1} per person`,
-      ),
+      stockLine,
       countdown,
       button,
       result,
@@ -204,7 +208,9 @@ async function activityView(view: HTMLElement, id: string, signal: AbortSignal) 
     try {
       const [r, flags] = await Promise.all([app.getActivity({ activityId: id }), edgeSoldOut()]);
       if (r.activity) Object.assign(a, { status: r.activity.status, endTime: r.activity.endTime });
-      soldOut = r.soldOut || flags.has(id);
+      remaining = r.remaining ?? remaining;
+      soldOut = r.soldOut || flags.has(id) || remaining === 0n;
+      showStock();
     } catch {
       // The next poll tries again; the countdown keeps running on the synced clock.
     }

@@ -72,10 +72,8 @@ describe("the pages in a browser", { skip: !existsSync(CHROMIUM) && `no ${CHROMI
       env: {
         HTTP1_PORT: String(http1),
         WEB_ROOT: webRoot,
-        // In a real sale the stream of buyers keeps the sold-out flags up (each SOLD_OUT
-        // answer renews them); with one buyer here, keep them up for the test's length.
-        // Restock messages still clear them at once.
-        SOLD_OUT_TTL_MS: "120000",
+        // Default sold-out flags (1 s): a late buyer's page knows the sale is over from the
+        // remaining count that GetActivity carries, not from a flag that has long expired.
       },
     });
     base = `http://127.0.0.1:${http1}`;

@@ -6,6 +6,7 @@ import type { Activity } from "../../gen/seckill/common/v1/common_pb.ts";
 import type { Routes } from "../../shared/src/grpc.ts";
 import { checkBodyUserId, requireCaller } from "../../shared/src/identity.ts";
 import type { ActivityView } from "./activity-view.ts";
+import type { RemainingStock } from "./remaining.ts";
 import type { Sale } from "./sale.ts";
 import type { SoldOutFlags } from "./sold-out.ts";
 
@@ -13,20 +14,26 @@ export interface AppDeps {
   view: ActivityView;
   flags: SoldOutFlags;
   sale: Sale;
+  remaining: RemainingStock;
 }
 
 export function appRoutes(deps: AppDeps): Routes {
   return (router) => router.service(SeckillAppService, appImpl(deps));
 }
 
-export function appImpl({ view, flags, sale }: AppDeps): ServiceImpl<typeof SeckillAppService> {
+export function appImpl({
+  view,
+  flags,
+  sale,
+  remaining,
+}: AppDeps): ServiceImpl<typeof SeckillAppService> {
   return {
     listActivities() {
       const now = Date.now();
       return { activities: view.list(now) as Activity[], serverTime: timestampFromMs(now) };
     },
 
-    getActivity(req) {
+    async getActivity(req) {
       const now = Date.now();
       const activity = req.activityId ? view.get(req.activityId, now) : undefined;
       if (!activity) {
@@ -38,6 +45,7 @@ export function appImpl({ view, flags, sale }: AppDeps): ServiceImpl<typeof Seck
         activity,
         serverTime: timestampFromMs(now),
         soldOut: flags.has(req.activityId, now),
+        remaining: await remaining.get(req.activityId),
       };
     },
 

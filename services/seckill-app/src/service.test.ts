@@ -522,6 +522,12 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
     const [u1, u2, u3] = [user(), user(), user()];
     const r1 = await buy(app1, u1, a.id, await token(app1, u1, a.id));
     assert.equal(BuyResult[r1.result], "RESERVED");
+    // The page's count: core's remaining stock, at most about half a second old.
+    await within(
+      1500,
+      "remaining 1",
+      async () => (await app1.getActivity({ activityId: a.id })).remaining === 1n,
+    );
     const t2 = await token(app1, u2, a.id);
     const rid2 = rid();
     const r2 = await buy(app1, u2, a.id, t2, rid2);
@@ -536,6 +542,11 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
       assert.equal(r.soldOut, true);
     }
     assert.equal(reached.calls, callsBefore, "no Reserve reached core");
+    await within(
+      1500,
+      "remaining 0",
+      async () => (await app1.getActivity({ activityId: a.id })).remaining === 0n,
+    );
     const seen = await app1.getActivity({ activityId: a.id });
     assert.equal(seen.soldOut, true);
     assert.equal(seen.activity?.status, ActivityStatus.SOLD_OUT);

@@ -16,6 +16,7 @@ import { AdmissionGate } from "./admission.ts";
 import { BuyTokens } from "./buy-token.ts";
 import type { AppConfig } from "./config.ts";
 import { SaleLimits } from "./limits.ts";
+import { RemainingStock } from "./remaining.ts";
 import { appRoutes } from "./routes.ts";
 import { Sale } from "./sale.ts";
 import { listenForRestock, SoldOutFlags } from "./sold-out.ts";
@@ -102,7 +103,10 @@ export function appService(config: AppConfig): ServiceSpec<AppConfig> {
       });
       // Discover core now rather than on the first Buy.
       void ctx.mesh.ready("seckill-core");
-      return appRoutes({ view, flags, sale });
+      const remaining = new RemainingStock(
+        async (activityId) => (await core.getStock({ activityId }, { timeoutMs: 300 })).remaining,
+      );
+      return appRoutes({ view, flags, sale, remaining });
     },
     async close() {
       for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => {});
