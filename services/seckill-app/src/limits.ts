@@ -24,8 +24,11 @@ export const buyRateKey = (activityId: string, userId: string) =>
 export const tokenRateKey = (activityId: string, userId: string) =>
   `${activityTag(activityId)}:rl:tok:${userId}`;
 
-/** Counts one attempt; {0, ms until the window ends} when over the limit, else {1, count}. */
-const RATE = `
+/**
+ * A fixed window on KEYS[1] (ARGV[1] limit, ARGV[2] window ms): counts one attempt and
+ * returns {0, ms until the window ends} when over the limit; otherwise falls through with `n`.
+ */
+const FIXED_WINDOW = `
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 if n > tonumber(ARGV[1]) then
@@ -36,7 +39,10 @@ if n > tonumber(ARGV[1]) then
   end
   return {0, ttl}
 end
-return {1, n}
+`;
+
+/** Counts one attempt; {0, ms until the window ends} when over the limit, else {1, count}. */
+const RATE = `${FIXED_WINDOW}return {1, n}
 `;
 
 /**
@@ -48,18 +54,7 @@ return {1, n}
  *   2 already claimed by this same request id (a retry: allowed);
  *   3 claimed by another request id (reuse: refused); 4 not claimed and may claim = "0".
  */
-const BUY = `
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if n > tonumber(ARGV[1]) then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl < 0 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    ttl = tonumber(ARGV[2])
-  end
-  return {0, ttl}
-end
-if ARGV[5] == '1' then
+const BUY = `${FIXED_WINDOW}if ARGV[5] == '1' then
   if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {1, 0} end
 end
 local owner = redis.call('GET', KEYS[2])

@@ -3,6 +3,7 @@ import { get } from "node:http";
 import { join } from "node:path";
 import { ensureBinary } from "./binaries.ts";
 import {
+  handleOf,
   type ManagedServer,
   retryOnPortClash,
   type ServerHandle,
@@ -104,19 +105,11 @@ function isHealthy(clientUrl: string): Promise<boolean> {
 
 function etcdHandle(server: ManagedServer, clientPort: number, peerPort: number): EtcdServer {
   const endpoint = `http://${LOOPBACK}:${clientPort}`;
-  return {
+  // Object.assign keeps the shared part's live `pid` getter (a spread would freeze it).
+  return Object.assign(handleOf(server), {
     endpoints: [endpoint],
     clientPort,
     peerPort,
-    dataDir: server.dataDir,
-    logFile: server.logFile,
-    get pid() {
-      return server.pid;
-    },
-    startupMs: server.startupMs,
-    stop: () => server.stop(),
-    kill: (signal) => server.kill(signal),
-    restart: () => server.restart(),
     describe: () => `etcd          ${endpoint}  pid ${server.pid}  peer port ${peerPort}`,
-  };
+  });
 }

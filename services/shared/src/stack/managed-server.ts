@@ -135,6 +135,21 @@ export class ManagedServer implements TrackedServer {
  * Runs `launch` again (with fresh ports) when the server could not bind its
  * port: freePort() cannot reserve a port, so another process may take it first.
  */
+/** The ServerHandle part every kind of server shares; each adds its address and describe(). */
+export function handleOf(server: ManagedServer): Omit<ServerHandle, "describe"> {
+  return {
+    dataDir: server.dataDir,
+    logFile: server.logFile,
+    get pid() {
+      return server.pid;
+    },
+    startupMs: server.startupMs,
+    stop: () => server.stop(),
+    kill: (signal) => server.kill(signal),
+    restart: () => server.restart(),
+  };
+}
+
 export async function retryOnPortClash<T>(launch: () => Promise<T>, attempts = 3): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {

@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import { createConnection } from "mysql2/promise";
 import { ensureBinary } from "./binaries.ts";
 import {
+  handleOf,
   type ManagedServer,
   retryOnPortClash,
   type ServerHandle,
@@ -224,22 +225,14 @@ async function createDatabase(port: number): Promise<void> {
 }
 
 function mariaDbHandle(server: ManagedServer, port: number): MariaDbServer {
-  return {
+  // Object.assign keeps the shared part's live `pid` getter (a spread would freeze it).
+  return Object.assign(handleOf(server), {
     host: LOOPBACK,
     port,
     user: "root",
     password: "",
     database: DATABASE,
     uri: `mysql://root@${LOOPBACK}:${port}/${DATABASE}`,
-    dataDir: server.dataDir,
-    logFile: server.logFile,
-    get pid() {
-      return server.pid;
-    },
-    startupMs: server.startupMs,
-    stop: () => server.stop(),
-    kill: (signal) => server.kill(signal),
-    restart: () => server.restart(),
     describe: () => `mariadbd      ${LOOPBACK}:${port}/${DATABASE}  pid ${server.pid}  user root`,
-  };
+  } satisfies Omit<MariaDbServer, Exclude<keyof ServerHandle, "describe">>);
 }

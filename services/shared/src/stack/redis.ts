@@ -4,6 +4,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { ensureBinary } from "./binaries.ts";
 import {
+  handleOf,
   type ManagedServer,
   retryOnPortClash,
   type ServerHandle,
@@ -70,21 +71,13 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
 }
 
 function redisHandle(server: ManagedServer, port: number, persistence: string): RedisServer {
-  return {
+  // Object.assign keeps the shared part's live `pid` getter (a spread would freeze it).
+  return Object.assign(handleOf(server), {
     host: LOOPBACK,
     port,
     url: `redis://${LOOPBACK}:${port}`,
-    dataDir: server.dataDir,
-    logFile: server.logFile,
-    get pid() {
-      return server.pid;
-    },
-    startupMs: server.startupMs,
-    stop: () => server.stop(),
-    kill: (signal) => server.kill(signal),
-    restart: () => server.restart(),
     describe: () => `redis-server  redis://${LOOPBACK}:${port}  pid ${server.pid}  ${persistence}`,
-  };
+  });
 }
 
 /**
