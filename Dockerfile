@@ -13,17 +13,15 @@
 ARG NODE_IMAGE=node:24-bookworm-slim
 
 # ---------------------------------------------------------------------------------------------
-# Dependencies. Not `npm ci`: package-lock.json lists only the Linux optional packages that our
-# registry mirror serves (no @biomejs/cli-darwin-*, …), and `npm ci` refuses such a lockfile.
-# `npm install --no-save` installs exactly the locked versions (every dependency is pinned and
-# locked) and never rewrites the lockfile; CI checks with the same command that the lockfile is
-# complete and unchanged. --ignore-scripts: no dependency needs an install script.
+# Dependencies: `npm ci` installs exactly package-lock.json (which lists every platform's
+# optional packages) and fails if it is out of date. --ignore-scripts: no dependency needs an
+# install script.
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /src
 ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm \
-    npm install --no-save --ignore-scripts
+    npm ci --ignore-scripts
 
 # Production dependencies only: the runtime's node_modules. The smoke test in deploy/test runs
 # this same command in a temporary folder and starts a service from it.
@@ -32,7 +30,7 @@ WORKDIR /src
 ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm \
-    npm install --omit=dev --no-save --ignore-scripts
+    npm ci --omit=dev --ignore-scripts
 
 # ---------------------------------------------------------------------------------------------
 # Build: protobuf-es code from proto/ (buf, offline), tsc into dist/, and the web pages

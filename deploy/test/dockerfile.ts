@@ -32,4 +32,4 @@ export function stage(steps: Instruction[], name: string): Instruction[] {
 }
 
 /** The npm command that installs the runtime's dependencies (stage prod-deps). */
-export const PROD_INSTALL = "npm install --omit=dev --no-save --ignore-scripts";
+export const PROD_INSTALL = "npm ci --omit=dev --ignore-scripts";

@@ -155,7 +155,7 @@ describe("production install smoke test", { timeout: 480_000 }, () => {
       env: { ...process.env, npm_config_update_notifier: "false" },
     });
     const lock = (dir: string) => readFileSync(join(dir, "package-lock.json"), "utf8");
-    assert.equal(lock(app), lock(repoRoot), "npm install rewrote the lockfile");
+    assert.equal(lock(app), lock(repoRoot), "npm ci rewrote the lockfile");
     // The lockfile marks what only the dev dependencies need: none of it may be installed.
     const locked = JSON.parse(lock(repoRoot)).packages as Record<string, { dev?: boolean }>;
     const devOnly = Object.keys(locked).filter((p) => p && locked[p]!.dev);
