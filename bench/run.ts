@@ -61,8 +61,8 @@ import type {
   LoadOptions as EchoLoadOptions,
   LoadResult as EchoLoadResult,
 } from "../services/shared/bench/load-client.ts";
-import { createLogger } from "../services/shared/src/log.ts";
-import { createRedis } from "../services/shared/src/redis.ts";
+import { createLogger } from "../services/shared/src/runtime/log.ts";
+import { createRedis } from "../services/shared/src/stores/redis.ts";
 
 const { values: flags } = parseArgs({
   options: {

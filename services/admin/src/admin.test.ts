@@ -18,21 +18,17 @@ import { migrations as orderMigrations } from "../../order/src/migrations/index.
 import { coreConfigSchema } from "../../seckill-core/src/config.ts";
 import { activityKeys } from "../../seckill-core/src/keys.ts";
 import { coreService } from "../../seckill-core/src/service.ts";
+import { loadConfig } from "../../shared/src/runtime/config.ts";
+import { createLogger } from "../../shared/src/runtime/log.ts";
+import { metricsRegistry } from "../../shared/src/runtime/metrics.ts";
+import { type RunningService, startService } from "../../shared/src/runtime/server.ts";
 import {
   ActivityCatalog,
   activityKey,
   decodeActivity,
   encodeActivity,
-} from "../../shared/src/activities.ts";
-import { BlacklistCache, blacklistKey } from "../../shared/src/blacklist.ts";
-import { loadConfig } from "../../shared/src/config.ts";
-import { createEtcd, type Etcd3 } from "../../shared/src/etcd.ts";
-import { createGrpcTransport, type GrpcTransport } from "../../shared/src/grpc.ts";
-import { identityHeaders } from "../../shared/src/identity.ts";
-import { createLogger } from "../../shared/src/log.ts";
-import { metricsRegistry } from "../../shared/src/metrics.ts";
-import { createDb, migrate } from "../../shared/src/mysql.ts";
-import { type RunningService, startService } from "../../shared/src/server.ts";
+} from "../../shared/src/sale/activities.ts";
+import { BlacklistCache, blacklistKey } from "../../shared/src/sale/blacklist.ts";
 import {
   type EtcdServer,
   type MariaDbServer,
@@ -41,10 +37,14 @@ import {
   startMariaDb,
   startRedis,
 } from "../../shared/src/stack/index.ts";
+import { createEtcd, type Etcd3 } from "../../shared/src/stores/etcd.ts";
+import { createDb, migrate } from "../../shared/src/stores/mysql.ts";
 import {
   type ServiceProcess,
   startServiceProcess,
 } from "../../shared/src/testing/service-process.ts";
+import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc.ts";
+import { identityHeaders } from "../../shared/src/transport/identity.ts";
 import { adminConfigSchema } from "./config.ts";
 import type { AdminDatabase } from "./schema.ts";
 import { type AdminInternals, adminService } from "./service.ts";

@@ -8,14 +8,14 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Kysely, Selectable } from "kysely";
+import type { Logger } from "../../shared/src/runtime/log.ts";
 import {
   blacklistKey,
   type BlacklistEntry as MirrorEntry,
   putBlacklistEntry,
   removeBlacklistEntry,
-} from "../../shared/src/blacklist.ts";
-import type { Logger } from "../../shared/src/log.ts";
-import type { Redis } from "../../shared/src/redis.ts";
+} from "../../shared/src/sale/blacklist.ts";
+import type { Redis } from "../../shared/src/stores/redis.ts";
 import { blacklistChanges, selfHealRepairs } from "./metrics.ts";
 import { decodeToken, encodeToken } from "./paging.ts";
 import type { AdminDatabase, BlacklistKindName, BlacklistTable } from "./schema.ts";

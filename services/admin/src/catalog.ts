@@ -6,8 +6,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Updateable } from "kysely";
 import type { Activity } from "../../gen/seckill/common/v1/common_pb.ts";
-import { newId } from "../../shared/src/ids.ts";
-import type { Logger } from "../../shared/src/log.ts";
+import { newId } from "../../shared/src/data-plane/ids.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
 import { catalogChanges, publishedUpdates, publishes } from "./metrics.ts";
 import { decodeToken, encodeToken } from "./paging.ts";
 import type { CoreClient, Propagator } from "./publisher.ts";

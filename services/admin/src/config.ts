@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { baseConfigSchema } from "../../shared/src/config.ts";
+import { baseConfigSchema } from "../../shared/src/runtime/config.ts";
 
 const int = (min: number, max: number, fallback: number) =>
   z.coerce.number().int().min(min).max(max).default(fallback);

@@ -1,5 +1,5 @@
 /** admin's metrics (besides the RPC metrics every service has). */
-import { counter, gauge, histogram, once } from "../../shared/src/metrics.ts";
+import { counter, gauge, histogram, once } from "../../shared/src/runtime/metrics.ts";
 
 export const catalogChanges = once("seckill_admin_catalog_changes_total", () =>
   counter(

@@ -9,7 +9,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
-import type { Logger } from "../../shared/src/log.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
 import type { OrderFacts, OrderStatusName } from "./reconcile-rules.ts";
 import type { AdminDatabase } from "./schema.ts";
 

@@ -13,9 +13,9 @@
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { Activity } from "../../gen/seckill/common/v1/common_pb.ts";
 import type { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
-import { activityKey, decodeActivity, encodeActivity } from "../../shared/src/activities.ts";
-import type { Etcd3 } from "../../shared/src/etcd.ts";
-import type { Logger } from "../../shared/src/log.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import { activityKey, decodeActivity, encodeActivity } from "../../shared/src/sale/activities.ts";
+import type { Etcd3 } from "../../shared/src/stores/etcd.ts";
 import { propagationFailures, propagationSeconds } from "./metrics.ts";
 import { type ActivityRow, activityMessage } from "./views.ts";
 

@@ -17,11 +17,11 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { activityKeys, ORDER_CONSUMER_GROUP } from "../../seckill-core/src/keys.ts";
-import { activityKey, encodeActivity } from "../../shared/src/activities.ts";
-import type { Etcd3 } from "../../shared/src/etcd.ts";
-import { sleep } from "../../shared/src/etcd.ts";
-import type { Logger } from "../../shared/src/log.ts";
-import type { Redis } from "../../shared/src/redis.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import { activityKey, encodeActivity } from "../../shared/src/sale/activities.ts";
+import type { Etcd3 } from "../../shared/src/stores/etcd.ts";
+import { sleep } from "../../shared/src/stores/etcd.ts";
+import type { Redis } from "../../shared/src/stores/redis.ts";
 import { reconcileMismatches, reconcileRuns, reconcileSeconds } from "./metrics.ts";
 import type { OrdersReport } from "./orders-report.ts";
 import { storedRevision } from "./publisher.ts";

@@ -2,9 +2,9 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { AdminService, BlacklistKind } from "../../gen/seckill/admin/v1/admin_pb.ts";
-import type { Routes } from "../../shared/src/grpc.ts";
-import { requireAdmin } from "../../shared/src/identity.ts";
-import type { Logger } from "../../shared/src/log.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import type { Routes } from "../../shared/src/transport/grpc.ts";
+import { requireAdmin } from "../../shared/src/transport/identity.ts";
 import type { Blacklist, BlacklistRow } from "./blacklist.ts";
 import type { Catalog } from "./catalog.ts";
 import type { Reconciler } from "./reconcile.ts";

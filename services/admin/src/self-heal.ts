@@ -7,9 +7,14 @@
  *    recovers, and a push that failed after the MySQL commit completes;
  *  - the blacklist mirror in Redis is repaired from MySQL, expired entries purged.
  */
-import { ACTIVITIES_PREFIX, activityKey, encodeActivity } from "../../shared/src/activities.ts";
-import { type Etcd3, sleep } from "../../shared/src/etcd.ts";
-import type { Logger } from "../../shared/src/log.ts";
+
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import {
+  ACTIVITIES_PREFIX,
+  activityKey,
+  encodeActivity,
+} from "../../shared/src/sale/activities.ts";
+import { type Etcd3, sleep } from "../../shared/src/stores/etcd.ts";
 import type { Blacklist } from "./blacklist.ts";
 import { selfHealRepairs, selfHealRuns } from "./metrics.ts";
 import { type Propagator, storedRevision } from "./publisher.ts";

@@ -7,9 +7,9 @@
  */
 import type { Kysely } from "kysely";
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
-import { createDb, migrate } from "../../shared/src/mysql.ts";
-import { closeRedis, createRedis, type Redis } from "../../shared/src/redis.ts";
-import type { ServiceSpec } from "../../shared/src/server.ts";
+import type { ServiceSpec } from "../../shared/src/runtime/server.ts";
+import { createDb, migrate } from "../../shared/src/stores/mysql.ts";
+import { closeRedis, createRedis, type Redis } from "../../shared/src/stores/redis.ts";
 import { Blacklist } from "./blacklist.ts";
 import { Catalog } from "./catalog.ts";
 import type { AdminConfig } from "./config.ts";

@@ -21,9 +21,9 @@ import {
 } from "../../gen/seckill/admin/v1/admin_pb.ts";
 import { ActivityStatus } from "../../gen/seckill/common/v1/common_pb.ts";
 import { activityKeys } from "../../seckill-core/src/keys.ts";
-import { sleep } from "../../shared/src/etcd.ts";
-import type { Logger } from "../../shared/src/log.ts";
-import type { Redis } from "../../shared/src/redis.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import { sleep } from "../../shared/src/stores/etcd.ts";
+import type { Redis } from "../../shared/src/stores/redis.ts";
 import type { OrdersReport } from "./orders-report.ts";
 import type { CoreClient } from "./publisher.ts";
 import type { CatalogStore } from "./store.ts";

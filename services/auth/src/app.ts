@@ -1,9 +1,9 @@
 /** Wiring: stores, keys and the domain objects of one auth instance, as a ServiceSpec. */
 import type { Kysely } from "kysely";
-import type { Logger } from "../../shared/src/log.ts";
-import { createDb, migrate } from "../../shared/src/mysql.ts";
-import { closeRedis, createRedis } from "../../shared/src/redis.ts";
-import type { ServiceSpec } from "../../shared/src/server.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import type { ServiceSpec } from "../../shared/src/runtime/server.ts";
+import { createDb, migrate } from "../../shared/src/stores/mysql.ts";
+import { closeRedis, createRedis } from "../../shared/src/stores/redis.ts";
 import { Auth } from "./auth.ts";
 import type { AuthConfig } from "./config.ts";
 import { generateSigningKey, type KeyRing, keyRing, parsePrivateKeys } from "./keys.ts";

@@ -10,11 +10,8 @@ import { type Client, Code, ConnectError, createClient } from "@connectrpc/conne
 import { createPool, type Pool } from "mysql2/promise";
 import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
 import { Role } from "../../gen/seckill/common/v1/common_pb.ts";
-import { createGrpcTransport, type GrpcTransport } from "../../shared/src/grpc.ts";
-import { type Caller, CLIENT_IP_HEADER, identityHeaders } from "../../shared/src/identity.ts";
-import { createLogger } from "../../shared/src/log.ts";
-import { createDb } from "../../shared/src/mysql.ts";
-import { type RunningService, startService } from "../../shared/src/server.ts";
+import { createLogger } from "../../shared/src/runtime/log.ts";
+import { type RunningService, startService } from "../../shared/src/runtime/server.ts";
 import {
   type EtcdServer,
   type MariaDbServer,
@@ -23,10 +20,17 @@ import {
   startMariaDb,
   startRedis,
 } from "../../shared/src/stack/index.ts";
+import { createDb } from "../../shared/src/stores/mysql.ts";
 import {
   type ServiceProcess,
   startServiceProcess,
 } from "../../shared/src/testing/service-process.ts";
+import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc.ts";
+import {
+  type Caller,
+  CLIENT_IP_HEADER,
+  identityHeaders,
+} from "../../shared/src/transport/identity.ts";
 import { authSpec, openAuth } from "./app.ts";
 import { BAD_CREDENTIALS } from "./auth.ts";
 import { loadAuthConfig } from "./config.ts";

@@ -6,9 +6,9 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { trace } from "@opentelemetry/api";
 import type { Transaction } from "kysely";
-import type { Role } from "../../shared/src/identity.ts";
-import { newId } from "../../shared/src/ids.ts";
-import type { Logger } from "../../shared/src/log.ts";
+import { newId } from "../../shared/src/data-plane/ids.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import type { Role } from "../../shared/src/transport/identity.ts";
 import type { KeyRing } from "./keys.ts";
 import { loginsTotal, refreshesTotal, registrationsTotal, tokensIssuedTotal } from "./metrics.ts";
 import {

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { baseConfigSchema, ConfigError, loadConfig } from "../../shared/src/config.ts";
+import { baseConfigSchema, ConfigError, loadConfig } from "../../shared/src/runtime/config.ts";
 import { parsePrivateKeys } from "./keys.ts";
 import { PASSWORD_MAX, PASSWORD_MIN } from "./passwords.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { describe, it } from "node:test";
-import { ConfigError } from "../../shared/src/config.ts";
+import { ConfigError } from "../../shared/src/runtime/config.ts";
 import { loadAuthConfig } from "./config.ts";
 import { generateSigningKey, jwkThumbprint, keyRing, parsePrivateKeys } from "./keys.ts";
 

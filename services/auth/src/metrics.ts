@@ -1,5 +1,5 @@
 /** auth's own metrics (RPC latency and codes come from the shared interceptors). */
-import { counter, histogram, once } from "../../shared/src/metrics.ts";
+import { counter, histogram, once } from "../../shared/src/runtime/metrics.ts";
 
 export const loginsTotal = once("seckill_auth_logins_total", () =>
   counter(

@@ -21,8 +21,8 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { trace } from "@opentelemetry/api";
-import type { Role } from "../../shared/src/identity.ts";
-import { newId } from "../../shared/src/ids.ts";
+import { newId } from "../../shared/src/data-plane/ids.ts";
+import type { Role } from "../../shared/src/transport/identity.ts";
 import { provisionedUsersTotal, provisionSeconds, tokensIssuedTotal } from "./metrics.ts";
 import {
   normalizeUsername,

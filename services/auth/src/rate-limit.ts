@@ -10,7 +10,7 @@
  * this runs unchanged on Redis Cluster.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Redis } from "../../shared/src/redis.ts";
+import type { Redis } from "../../shared/src/stores/redis.ts";
 
 // KEYS[1] counter; ARGV[1] limit, ARGV[2] window ms.
 // Returns {1, count} when counted, {0, ms until the window ends} when blocked.

@@ -3,14 +3,14 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
 import { Role as ProtoRole } from "../../gen/seckill/common/v1/common_pb.ts";
-import type { Routes } from "../../shared/src/grpc.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import type { Routes } from "../../shared/src/transport/grpc.ts";
 import {
   CLIENT_IP_HEADER,
   type Role,
   requireAdmin,
   requireCaller,
-} from "../../shared/src/identity.ts";
-import type { Logger } from "../../shared/src/log.ts";
+} from "../../shared/src/transport/identity.ts";
 import type { Auth, TokenPairView, UserView } from "./auth.ts";
 import { type ProvisionDeps, provisionUsers } from "./provisioning.ts";
 

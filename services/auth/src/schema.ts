@@ -1,5 +1,5 @@
 import type { ColumnType } from "kysely";
-import type { Role } from "../../shared/src/identity.ts";
+import type { Role } from "../../shared/src/transport/identity.ts";
 
 /** The auth tables as kysely sees them (see migrations/). */
 export interface AuthDatabase {

@@ -15,8 +15,8 @@ import type { KeyObject } from "node:crypto";
 import { sign } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { errors, type JWTPayload, jwtVerify } from "jose";
-import type { Role } from "../../shared/src/identity.ts";
-import { newId } from "../../shared/src/ids.ts";
+import { newId } from "../../shared/src/data-plane/ids.ts";
+import type { Role } from "../../shared/src/transport/identity.ts";
 import type { KeyRing } from "./keys.ts";
 import { ACCESS_TOKEN_TYP, JWT_ALG, REFRESH_TOKEN_TYP } from "./verifier.ts";
 

@@ -1,6 +1,6 @@
 /** The users table: lookups, single inserts and the bulk insert of ProvisionUsers. */
 import type { Insertable, Kysely, Selectable } from "kysely";
-import type { Role } from "../../shared/src/identity.ts";
+import type { Role } from "../../shared/src/transport/identity.ts";
 import type { AuthDatabase, UsersTable } from "./schema.ts";
 
 export type UserRow = Selectable<UsersTable>;

@@ -27,7 +27,7 @@ import {
   type JWTPayload,
   jwtVerify,
 } from "jose";
-import type { Role } from "../../shared/src/identity.ts";
+import type { Role } from "../../shared/src/transport/identity.ts";
 
 /** The only JWS algorithm auth signs with and verifiers accept. */
 export const JWT_ALG = "EdDSA";

@@ -8,8 +8,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createEtcd } from "../../shared/src/etcd.ts";
-import { instanceSchema, SERVICES_PREFIX } from "../../shared/src/registry.ts";
+import { instanceSchema, SERVICES_PREFIX } from "../../shared/src/mesh/registry.ts";
+import { createEtcd } from "../../shared/src/stores/etcd.ts";
 import {
   checks,
   type InstanceShare,

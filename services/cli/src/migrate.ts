@@ -8,8 +8,8 @@ import type { Migration } from "kysely/migration";
 import { adminMigrations } from "../../admin/src/migrations/index.ts";
 import { authMigrations } from "../../auth/src/migrations/index.ts";
 import { migrations as orderMigrations } from "../../order/src/migrations/index.ts";
-import { createLogger } from "../../shared/src/log.ts";
-import { createDb, migrate } from "../../shared/src/mysql.ts";
+import { createLogger } from "../../shared/src/runtime/log.ts";
+import { createDb, migrate } from "../../shared/src/stores/mysql.ts";
 
 export const serviceMigrations: Record<string, Record<string, Migration>> = {
   auth: authMigrations,

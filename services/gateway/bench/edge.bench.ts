@@ -23,9 +23,9 @@ import { generateSigningKey, keyRing } from "../../auth/src/keys.ts";
 import { TokenIssuer } from "../../auth/src/tokens.ts";
 import { SeckillAppService } from "../../gen/seckill/app/v1/app_pb.ts";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
-import { createGrpcTransport } from "../../shared/src/grpc.ts";
 import { startEtcd, startRedis } from "../../shared/src/stack/index.ts";
 import { startServiceProcess } from "../../shared/src/testing/service-process.ts";
+import { createGrpcTransport } from "../../shared/src/transport/grpc.ts";
 
 const { values: flags } = parseArgs({
   options: {

@@ -7,9 +7,9 @@ import { parsePrivateKeys } from "../../auth/src/keys.ts";
 import { SeckillAppService } from "../../gen/seckill/app/v1/app_pb.ts";
 import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
-import { baseConfigSchema, loadConfig } from "../../shared/src/config.ts";
-import { requireCaller } from "../../shared/src/identity.ts";
-import { runService } from "../../shared/src/server.ts";
+import { baseConfigSchema, loadConfig } from "../../shared/src/runtime/config.ts";
+import { runService } from "../../shared/src/runtime/server.ts";
+import { requireCaller } from "../../shared/src/transport/identity.ts";
 
 const keys = parsePrivateKeys(process.env.BENCH_JWT_KEY ?? "");
 

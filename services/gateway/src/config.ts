@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { baseConfigSchema, csv } from "../../shared/src/config.ts";
+import { baseConfigSchema, csv } from "../../shared/src/runtime/config.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const millis = z.coerce.number().int().min(0);

@@ -28,9 +28,9 @@ import {
   OrderStatus,
 } from "../../gen/seckill/common/v1/common_pb.ts";
 import { activityKeys } from "../../seckill-core/src/keys.ts";
-import { createEtcd } from "../../shared/src/etcd.ts";
-import { USER_ID_HEADER, USER_ROLE_HEADER } from "../../shared/src/identity.ts";
-import { SERVICES_PREFIX } from "../../shared/src/registry.ts";
+import { SERVICES_PREFIX } from "../../shared/src/mesh/registry.ts";
+import { createEtcd } from "../../shared/src/stores/etcd.ts";
+import { USER_ID_HEADER, USER_ROLE_HEADER } from "../../shared/src/transport/identity.ts";
 import {
   type BuyAttempt,
   buy,

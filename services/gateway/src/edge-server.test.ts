@@ -27,23 +27,23 @@ import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
 import { BuyResult, OrderStatus } from "../../gen/seckill/common/v1/common_pb.ts";
 import { GatewayService } from "../../gen/seckill/gateway/v1/gateway_pb.ts";
 import { OrderService } from "../../gen/seckill/order/v1/order_pb.ts";
-import { putBlacklistEntry, removeBlacklistEntry } from "../../shared/src/blacklist.ts";
-import { baseConfigSchema, loadConfig } from "../../shared/src/config.ts";
-import { createEtcd, type Etcd3 } from "../../shared/src/etcd.ts";
-import { createGrpcTransport as createMeshGrpcTransport } from "../../shared/src/grpc.ts";
-import { Health, ServingStatus } from "../../shared/src/health.ts";
-import { requireCaller } from "../../shared/src/identity.ts";
-import { createLogger } from "../../shared/src/log.ts";
-import { createRedis, type Redis } from "../../shared/src/redis.ts";
-import { servicePrefix } from "../../shared/src/registry.ts";
-import { type RunningService, startService } from "../../shared/src/server.ts";
+import { servicePrefix } from "../../shared/src/mesh/registry.ts";
+import { baseConfigSchema, loadConfig } from "../../shared/src/runtime/config.ts";
+import { createLogger } from "../../shared/src/runtime/log.ts";
+import { type RunningService, startService } from "../../shared/src/runtime/server.ts";
+import { startTelemetry } from "../../shared/src/runtime/telemetry.ts";
+import { putBlacklistEntry, removeBlacklistEntry } from "../../shared/src/sale/blacklist.ts";
 import {
   type EtcdServer,
   type RedisServer,
   startEtcd,
   startRedis,
 } from "../../shared/src/stack/index.ts";
-import { startTelemetry } from "../../shared/src/telemetry.ts";
+import { createEtcd, type Etcd3 } from "../../shared/src/stores/etcd.ts";
+import { createRedis, type Redis } from "../../shared/src/stores/redis.ts";
+import { createGrpcTransport as createMeshGrpcTransport } from "../../shared/src/transport/grpc.ts";
+import { Health, ServingStatus } from "../../shared/src/transport/health.ts";
+import { requireCaller } from "../../shared/src/transport/identity.ts";
 import { gatewayConfigSchema } from "./config.ts";
 import { type RunningEdge, startEdgeService } from "./edge-server.ts";
 import { gatewaySpec } from "./service.ts";

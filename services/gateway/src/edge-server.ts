@@ -1,5 +1,5 @@
 /**
- * The connect-node counterpart of shared/src/server.ts startService, for the
+ * The connect-node counterpart of shared/src/runtime/server.ts startService, for the
  * public edge: the same lifecycle (telemetry, etcd, mesh, grpc.health.v1,
  * /metrics, registration, graceful shutdown) around a connect-node router
  * served over h2c on PORT (Connect, gRPC-Web and gRPC on one port) and over
@@ -16,10 +16,7 @@ import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:h
 import type { AddressInfo, Socket } from "node:net";
 import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { BaseConfig } from "../../shared/src/config.ts";
-import { sleep } from "../../shared/src/etcd.ts";
-import { Health, type HealthState } from "../../shared/src/health.ts";
-import { serverErrorLog, serverMetrics, serverTracing } from "../../shared/src/interceptors.ts";
+import type { BaseConfig } from "../../shared/src/runtime/config.ts";
 import {
   type LifecycleSpec,
   type Listener,
@@ -27,7 +24,14 @@ import {
   runMain,
   type ServiceContext,
   startLifecycle,
-} from "../../shared/src/lifecycle.ts";
+} from "../../shared/src/runtime/lifecycle.ts";
+import { sleep } from "../../shared/src/stores/etcd.ts";
+import { Health, type HealthState } from "../../shared/src/transport/health.ts";
+import {
+  serverErrorLog,
+  serverMetrics,
+  serverTracing,
+} from "../../shared/src/transport/interceptors.ts";
 import { peerAddressKey } from "./client-ip.ts";
 import { type CorsOptions, withCors } from "./cors.ts";
 import type { StaticHandler } from "./static.ts";

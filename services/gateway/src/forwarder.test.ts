@@ -6,7 +6,11 @@ import { SeckillAppService } from "../../gen/seckill/app/v1/app_pb.ts";
 import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
 import { BuyResult, OrderStatus } from "../../gen/seckill/common/v1/common_pb.ts";
 import { OrderService } from "../../gen/seckill/order/v1/order_pb.ts";
-import { CLIENT_IP_HEADER, USER_ID_HEADER, USER_ROLE_HEADER } from "../../shared/src/identity.ts";
+import {
+  CLIENT_IP_HEADER,
+  USER_ID_HEADER,
+  USER_ROLE_HEADER,
+} from "../../shared/src/transport/identity.ts";
 import { resolvePolicy } from "./forwarder.ts";
 import { publicServices } from "./routes.ts";
 import { RecentKeys, SoldOutFlags } from "./sold-out.ts";

@@ -31,8 +31,8 @@ import {
   CLIENT_IP_HEADER,
   checkBodyUserId,
   identityHeaders,
-} from "../../shared/src/identity.ts";
-import { codeName, codeOf } from "../../shared/src/interceptors.ts";
+} from "../../shared/src/transport/identity.ts";
+import { codeName, codeOf } from "../../shared/src/transport/interceptors.ts";
 import { forwarded, refusals } from "./metrics.ts";
 import {
   type Access,

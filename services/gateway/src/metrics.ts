@@ -1,4 +1,4 @@
-import { counter, gauge, once } from "../../shared/src/metrics.ts";
+import { counter, gauge, once } from "../../shared/src/runtime/metrics.ts";
 
 export type RefusalReason =
   | "ip_blacklisted"

@@ -9,7 +9,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
 import { bearerToken, type VerifiedAccess } from "../../auth/src/verifier.ts";
-import type { Caller } from "../../shared/src/identity.ts";
+import type { Caller } from "../../shared/src/transport/identity.ts";
 import { clientIp, peerAddressKey } from "./client-ip.ts";
 import type { EdgeLimiter, Refusal } from "./limits.ts";
 import { type RefusalReason, refusals, spoofedIdentityHeaders } from "./metrics.ts";

@@ -6,8 +6,8 @@
 
 import { createJwtVerifier } from "../../auth/src/verifier.ts";
 import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
-import { BlacklistCache } from "../../shared/src/blacklist.ts";
-import { closeRedis, createRedis } from "../../shared/src/redis.ts";
+import { BlacklistCache } from "../../shared/src/sale/blacklist.ts";
+import { closeRedis, createRedis } from "../../shared/src/stores/redis.ts";
 import type { GatewayConfig } from "./config.ts";
 import type { EdgeServiceSpec } from "./edge-server.ts";
 import { EdgeLimiter } from "./limits.ts";

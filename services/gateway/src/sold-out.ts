@@ -20,8 +20,11 @@ import {
   BuyResponseSchema,
 } from "../../gen/seckill/app/v1/app_pb.ts";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
-import type { Logger } from "../../shared/src/log.ts";
-import { SoldOutFlags as Flags, listenForRestock as listen } from "../../shared/src/sold-out.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import {
+  SoldOutFlags as Flags,
+  listenForRestock as listen,
+} from "../../shared/src/sale/sold-out.ts";
 import type { UnaryHooks } from "./forwarder.ts";
 import {
   restockMessages,
@@ -30,7 +33,7 @@ import {
   soldOutShortCircuits,
 } from "./metrics.ts";
 
-/** The shared flags (shared/src/sold-out.ts), counted in the gateway's metrics. */
+/** The shared flags (shared/src/sale/sold-out.ts), counted in the gateway's metrics. */
 export class SoldOutFlags extends Flags {
   constructor(ttlMs: number, now: () => number = Date.now) {
     super(ttlMs, now, (_change, size) => soldOutFlagsGauge.set(size));

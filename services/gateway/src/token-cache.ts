@@ -9,7 +9,7 @@
  * Refusals are not cached.
  */
 import type { VerifiedAccess } from "../../auth/src/verifier.ts";
-import { counter, once } from "../../shared/src/metrics.ts";
+import { counter, once } from "../../shared/src/runtime/metrics.ts";
 
 const lookups = once("seckill_gateway_token_cache_total", () =>
   counter("seckill_gateway_token_cache_total", "Access token checks, by cache outcome.", [

@@ -17,10 +17,10 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import type { Kysely } from "kysely";
-import { createLogger } from "../../shared/src/log.ts";
-import { createDb, migrate } from "../../shared/src/mysql.ts";
-import { createRedis } from "../../shared/src/redis.ts";
+import { createLogger } from "../../shared/src/runtime/log.ts";
 import { startStack } from "../../shared/src/stack/index.ts";
+import { createDb, migrate } from "../../shared/src/stores/mysql.ts";
+import { createRedis } from "../../shared/src/stores/redis.ts";
 import { OrderConsumer, staticSource } from "../src/consumer.ts";
 import type { Database } from "../src/db.ts";
 import { migrations } from "../src/migrations/index.ts";

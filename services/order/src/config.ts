@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { baseConfigSchema } from "../../shared/src/config.ts";
+import { baseConfigSchema } from "../../shared/src/runtime/config.ts";
 
 const millis = z.coerce.number().int().min(1);
 

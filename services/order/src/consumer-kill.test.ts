@@ -7,11 +7,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Kysely } from "kysely";
-import { createEtcd, type Etcd3 } from "../../shared/src/etcd.ts";
-import { createLogger } from "../../shared/src/log.ts";
-import { createDb } from "../../shared/src/mysql.ts";
-import { createRedis, type Redis } from "../../shared/src/redis.ts";
+import { createLogger } from "../../shared/src/runtime/log.ts";
 import { type Stack, startStack } from "../../shared/src/stack/index.ts";
+import { createEtcd, type Etcd3 } from "../../shared/src/stores/etcd.ts";
+import { createDb } from "../../shared/src/stores/mysql.ts";
+import { createRedis, type Redis } from "../../shared/src/stores/redis.ts";
 import {
   type ServiceProcess,
   startServiceProcess,

@@ -6,10 +6,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type Kysely, sql } from "kysely";
-import { createLogger } from "../../shared/src/log.ts";
-import { createDb, migrate } from "../../shared/src/mysql.ts";
-import { createRedis, type Redis } from "../../shared/src/redis.ts";
+import { createLogger } from "../../shared/src/runtime/log.ts";
 import { type Stack, startStack } from "../../shared/src/stack/index.ts";
+import { createDb, migrate } from "../../shared/src/stores/mysql.ts";
+import { createRedis, type Redis } from "../../shared/src/stores/redis.ts";
 import { type ConsumerOptions, OrderConsumer, staticSource } from "./consumer.ts";
 import type { Database } from "./db.ts";
 import { migrations } from "./migrations/index.ts";

@@ -28,11 +28,11 @@
  */
 import { type Span, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
 import type { Kysely } from "kysely";
-import type { ActivityCatalog } from "../../shared/src/activities.ts";
-import { backoffMs, sleep } from "../../shared/src/etcd.ts";
-import type { Logger } from "../../shared/src/log.ts";
-import { counter, gauge, histogram, once } from "../../shared/src/metrics.ts";
-import type { Redis } from "../../shared/src/redis.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import { counter, gauge, histogram, once } from "../../shared/src/runtime/metrics.ts";
+import type { ActivityCatalog } from "../../shared/src/sale/activities.ts";
+import { backoffMs, sleep } from "../../shared/src/stores/etcd.ts";
+import type { Redis } from "../../shared/src/stores/redis.ts";
 import type { Database } from "./db.ts";
 import {
   deadLetterKey,

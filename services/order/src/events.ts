@@ -4,9 +4,9 @@
  * subscriber connection, shared by all of its WatchOrder streams, subscribed
  * to a channel while at least one stream watches that order.
  */
-import type { Logger } from "../../shared/src/log.ts";
-import { counter, gauge, once } from "../../shared/src/metrics.ts";
-import type { Redis } from "../../shared/src/redis.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import { counter, gauge, once } from "../../shared/src/runtime/metrics.ts";
+import type { Redis } from "../../shared/src/stores/redis.ts";
 import { orderChannel } from "./stream.ts";
 
 const published = once("seckill_order_events_published_total", () =>

@@ -1,6 +1,6 @@
 /** The order service process: `node --import tsx services/order/src/main.ts` (config from env). */
-import { loadConfig } from "../../shared/src/config.ts";
-import { runService } from "../../shared/src/server.ts";
+import { loadConfig } from "../../shared/src/runtime/config.ts";
+import { runService } from "../../shared/src/runtime/server.ts";
 import { orderConfigSchema } from "./config.ts";
 import { orderService } from "./service.ts";
 

@@ -1,7 +1,7 @@
 /** OrderService handlers: identity from the gateway's trusted headers, then the domain (orders.ts). */
 import { OrderService } from "../../gen/seckill/order/v1/order_pb.ts";
-import type { Routes } from "../../shared/src/grpc.ts";
-import { requireCaller } from "../../shared/src/identity.ts";
+import type { Routes } from "../../shared/src/transport/grpc.ts";
+import { requireCaller } from "../../shared/src/transport/identity.ts";
 import type { Orders } from "./orders.ts";
 
 export function orderRoutes(orders: Orders, opts: { watchPollMs: number }): Routes {

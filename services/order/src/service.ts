@@ -5,12 +5,12 @@
  */
 import type { Kysely } from "kysely";
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
-import { ActivityCatalog } from "../../shared/src/activities.ts";
-import { backoffMs, sleep } from "../../shared/src/etcd.ts";
-import type { Logger } from "../../shared/src/log.ts";
-import { createDb, migrate } from "../../shared/src/mysql.ts";
-import { closeRedis, createRedis } from "../../shared/src/redis.ts";
-import type { ServiceSpec } from "../../shared/src/server.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import type { ServiceSpec } from "../../shared/src/runtime/server.ts";
+import { ActivityCatalog } from "../../shared/src/sale/activities.ts";
+import { backoffMs, sleep } from "../../shared/src/stores/etcd.ts";
+import { createDb, migrate } from "../../shared/src/stores/mysql.ts";
+import { closeRedis, createRedis } from "../../shared/src/stores/redis.ts";
 import type { OrderConfig } from "./config.ts";
 import { catalogSource, OrderConsumer } from "./consumer.ts";
 import type { Database } from "./db.ts";

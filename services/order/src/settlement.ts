@@ -7,8 +7,8 @@
  */
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import { ReservationStatus, type SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
-import type { Logger } from "../../shared/src/log.ts";
-import { counter, once } from "../../shared/src/metrics.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import { counter, once } from "../../shared/src/runtime/metrics.ts";
 import { type OrderRow, Settled } from "./db.ts";
 import { releaseReason } from "./state.ts";
 import type { OrderStore } from "./store.ts";

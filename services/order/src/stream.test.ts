@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { newId } from "../../shared/src/ids.ts";
+import { newId } from "../../shared/src/data-plane/ids.ts";
 import {
   deadLetterKey,
   fieldMap,

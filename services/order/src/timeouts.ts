@@ -6,8 +6,8 @@
  *  - the settle sweeper retries telling core about final orders whose
  *    stock_settled is still 0 (the winner's call failed, or it died).
  */
-import type { Logger } from "../../shared/src/log.ts";
-import { counter, histogram, once } from "../../shared/src/metrics.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import { counter, histogram, once } from "../../shared/src/runtime/metrics.ts";
 import type { OrderEvents } from "./events.ts";
 import type { StockSettler } from "./settlement.ts";
 import type { OrderStore } from "./store.ts";

@@ -22,12 +22,12 @@ import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
 import { createReserver } from "../../seckill-core/src/client.ts";
 import { activity } from "../../seckill-core/src/testing.ts";
-import { activityKey, encodeActivity } from "../../shared/src/activities.ts";
-import { createEtcd } from "../../shared/src/etcd.ts";
-import { createGrpcTransport } from "../../shared/src/grpc.ts";
-import { identityHeaders } from "../../shared/src/identity.ts";
+import { activityKey, encodeActivity } from "../../shared/src/sale/activities.ts";
 import { startEtcd, startRedis } from "../../shared/src/stack/index.ts";
+import { createEtcd } from "../../shared/src/stores/etcd.ts";
 import { startServiceProcess } from "../../shared/src/testing/service-process.ts";
+import { createGrpcTransport } from "../../shared/src/transport/grpc.ts";
+import { identityHeaders } from "../../shared/src/transport/identity.ts";
 import { BuyTokens } from "../src/buy-token.ts";
 
 const { values: flags } = parseArgs({

@@ -10,8 +10,8 @@
  */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Activity, ActivityStatus } from "../../gen/seckill/common/v1/common_pb.ts";
-import type { SalePhase } from "../../shared/src/activities.ts";
-import type { Logger } from "../../shared/src/log.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import type { SalePhase } from "../../shared/src/sale/activities.ts";
 import type { SoldOutFlags } from "./sold-out.ts";
 
 export interface SaleEntry {

@@ -7,7 +7,7 @@
  * The fast path (a free slot) is synchronous: no promise, no timer.
  */
 import { Gauge } from "prom-client";
-import { metricsRegistry } from "../../shared/src/metrics.ts";
+import { metricsRegistry } from "../../shared/src/runtime/metrics.ts";
 
 export interface AdmissionOptions {
   /** Gate name for metrics, e.g. "buy". */

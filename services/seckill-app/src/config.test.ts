@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { ConfigError, loadConfig } from "../../shared/src/config.ts";
+import { ConfigError, loadConfig } from "../../shared/src/runtime/config.ts";
 import { appConfigSchema } from "./config.ts";
 
 const repo = fileURLToPath(new URL("../../../", import.meta.url));

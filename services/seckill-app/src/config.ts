@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { baseConfigSchema } from "../../shared/src/config.ts";
+import { baseConfigSchema } from "../../shared/src/runtime/config.ts";
 import { MIN_SECRET_BYTES } from "./buy-token.ts";
 
 const int = (min: number, max: number, fallback: number) =>

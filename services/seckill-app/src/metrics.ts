@@ -5,7 +5,7 @@
  * pays no label hashing.
  */
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
-import { counter, histogram, once } from "../../shared/src/metrics.ts";
+import { counter, histogram, once } from "../../shared/src/runtime/metrics.ts";
 
 export const buyResults = once("seckill_app_buy_results_total", () =>
   counter(

@@ -21,19 +21,19 @@ import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
 import { coreConfigSchema } from "../../seckill-core/src/config.ts";
 import { coreService } from "../../seckill-core/src/service.ts";
 import { activity, auditActivity } from "../../seckill-core/src/testing.ts";
-import { activityKey, encodeActivity } from "../../shared/src/activities.ts";
-import { putBlacklistEntry, removeBlacklistEntry } from "../../shared/src/blacklist.ts";
-import { loadConfig } from "../../shared/src/config.ts";
-import { createEtcd, type Etcd3 } from "../../shared/src/etcd.ts";
-import { createGrpcTransport, type GrpcTransport } from "../../shared/src/grpc.ts";
-import { identityHeaders } from "../../shared/src/identity.ts";
-import { type RunningService, startService } from "../../shared/src/server.ts";
+import { loadConfig } from "../../shared/src/runtime/config.ts";
+import { type RunningService, startService } from "../../shared/src/runtime/server.ts";
+import { activityKey, encodeActivity } from "../../shared/src/sale/activities.ts";
+import { putBlacklistEntry, removeBlacklistEntry } from "../../shared/src/sale/blacklist.ts";
 import {
   type EtcdServer,
   type RedisServer,
   startEtcd,
   startRedis,
 } from "../../shared/src/stack/index.ts";
+import { createEtcd, type Etcd3 } from "../../shared/src/stores/etcd.ts";
+import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc.ts";
+import { identityHeaders } from "../../shared/src/transport/identity.ts";
 import { BuyTokens } from "./buy-token.ts";
 import { appConfigSchema } from "./config.ts";
 import { buyResults, shed } from "./metrics.ts";

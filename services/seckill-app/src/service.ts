@@ -6,11 +6,16 @@
  */
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
 import { createReserver } from "../../seckill-core/src/client.ts";
-import { ActivityCatalog } from "../../shared/src/activities.ts";
-import { BlacklistCache } from "../../shared/src/blacklist.ts";
-import { sleep } from "../../shared/src/etcd.ts";
-import { closeRedis, createRedis, type Redis, waitForRedis } from "../../shared/src/redis.ts";
-import type { ServiceSpec } from "../../shared/src/server.ts";
+import type { ServiceSpec } from "../../shared/src/runtime/server.ts";
+import { ActivityCatalog } from "../../shared/src/sale/activities.ts";
+import { BlacklistCache } from "../../shared/src/sale/blacklist.ts";
+import { sleep } from "../../shared/src/stores/etcd.ts";
+import {
+  closeRedis,
+  createRedis,
+  type Redis,
+  waitForRedis,
+} from "../../shared/src/stores/redis.ts";
 import { ActivityView } from "./activity-view.ts";
 import { AdmissionGate } from "./admission.ts";
 import { BuyTokens } from "./buy-token.ts";

@@ -1,11 +1,14 @@
 /**
- * seckill-app's sold-out flags are the shared ones (shared/src/sold-out.ts),
+ * seckill-app's sold-out flags are the shared ones (shared/src/sale/sold-out.ts),
  * counted in this service's metrics: while a flag is up, Buy answers SOLD_OUT
  * without calling core.
  */
 import type { Redis } from "ioredis";
-import type { Logger } from "../../shared/src/log.ts";
-import { SoldOutFlags as Flags, listenForRestock as listen } from "../../shared/src/sold-out.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import {
+  SoldOutFlags as Flags,
+  listenForRestock as listen,
+} from "../../shared/src/sale/sold-out.ts";
 import { restockMessages, soldOutFlagChanges } from "./metrics.ts";
 
 export class SoldOutFlags extends Flags {

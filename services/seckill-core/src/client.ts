@@ -8,7 +8,7 @@
  */
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { ReserveOutcome, SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
-import { createBatcher } from "../../shared/src/batcher.ts";
+import { createBatcher } from "../../shared/src/mesh/batcher.ts";
 import { type ReserveItemFields, reserveItemProblem } from "./validation.ts";
 
 export type CoreClient = Client<typeof SeckillCoreService>;

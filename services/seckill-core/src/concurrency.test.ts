@@ -8,19 +8,19 @@ import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import { type ReserveOutcome, SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
-import { loadConfig } from "../../shared/src/config.ts";
-import { createEtcd, type Etcd3 } from "../../shared/src/etcd.ts";
-import { createLogger } from "../../shared/src/log.ts";
-import { Mesh } from "../../shared/src/mesh.ts";
-import { metricsRegistry } from "../../shared/src/metrics.ts";
-import { type RunningService, startService } from "../../shared/src/server.ts";
+import { Mesh } from "../../shared/src/mesh/mesh.ts";
+import { loadConfig } from "../../shared/src/runtime/config.ts";
+import { createLogger } from "../../shared/src/runtime/log.ts";
+import { metricsRegistry } from "../../shared/src/runtime/metrics.ts";
+import { type RunningService, startService } from "../../shared/src/runtime/server.ts";
+import { startTelemetry } from "../../shared/src/runtime/telemetry.ts";
 import {
   type EtcdServer,
   type RedisServer,
   startEtcd,
   startRedis,
 } from "../../shared/src/stack/index.ts";
-import { startTelemetry } from "../../shared/src/telemetry.ts";
+import { createEtcd, type Etcd3 } from "../../shared/src/stores/etcd.ts";
 import { createReserver } from "./client.ts";
 import { coreConfigSchema } from "./config.ts";
 import { activityKeys } from "./keys.ts";

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { baseConfigSchema } from "../../shared/src/config.ts";
+import { baseConfigSchema } from "../../shared/src/runtime/config.ts";
 
 export const coreConfigSchema = baseConfigSchema.extend({
   /** redis://[user:password@]host:port[/db] of the stock's Redis. */

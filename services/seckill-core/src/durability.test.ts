@@ -11,7 +11,6 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
-import { createGrpcTransport, type GrpcTransport } from "../../shared/src/grpc.ts";
 import {
   type EtcdServer,
   type RedisServer,
@@ -22,6 +21,7 @@ import {
   type ServiceProcess,
   startServiceProcess,
 } from "../../shared/src/testing/service-process.ts";
+import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc.ts";
 import { type CoreClient, createReserver } from "./client.ts";
 import { activityKeys } from "./keys.ts";
 import { activity, auditActivity } from "./testing.ts";

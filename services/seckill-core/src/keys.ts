@@ -47,4 +47,4 @@ export function activityKeys(activityId: string): ActivityKeys {
 export const ORDER_CONSUMER_GROUP = "order";
 
 /** The restock channel is core's; the flags it clears live in every instance (shared sold-out.ts). */
-export { activityOfRestockChannel, RESTOCK_PATTERN } from "../../shared/src/sold-out.ts";
+export { activityOfRestockChannel, RESTOCK_PATTERN } from "../../shared/src/sale/sold-out.ts";

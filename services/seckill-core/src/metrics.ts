@@ -1,5 +1,5 @@
 /** seckill-core's own metrics (the RPC metrics come from the shared interceptors). */
-import { counter, histogram, once } from "../../shared/src/metrics.ts";
+import { counter, histogram, once } from "../../shared/src/runtime/metrics.ts";
 
 export const reservations = once("seckill_core_reservations_total", () =>
   counter(

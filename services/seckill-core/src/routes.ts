@@ -9,8 +9,8 @@ import {
   type ReserveOutcomeSchema,
   SeckillCoreService,
 } from "../../gen/seckill/core/v1/core_pb.ts";
-import type { Routes } from "../../shared/src/grpc.ts";
-import type { Logger } from "../../shared/src/log.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import type { Routes } from "../../shared/src/transport/grpc.ts";
 import { DefinitionError, toDefinition } from "./activity.ts";
 import {
   confirmations,

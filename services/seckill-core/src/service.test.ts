@@ -9,17 +9,17 @@ import { Code, type ConnectError, createClient } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import { ReservationStatus, SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
-import { activityKey, encodeActivity } from "../../shared/src/activities.ts";
-import { loadConfig } from "../../shared/src/config.ts";
-import { createEtcd, type Etcd3 } from "../../shared/src/etcd.ts";
-import { createGrpcTransport, type GrpcTransport } from "../../shared/src/grpc.ts";
-import { type RunningService, startService } from "../../shared/src/server.ts";
+import { loadConfig } from "../../shared/src/runtime/config.ts";
+import { type RunningService, startService } from "../../shared/src/runtime/server.ts";
+import { activityKey, encodeActivity } from "../../shared/src/sale/activities.ts";
 import {
   type EtcdServer,
   type RedisServer,
   startEtcd,
   startRedis,
 } from "../../shared/src/stack/index.ts";
+import { createEtcd, type Etcd3 } from "../../shared/src/stores/etcd.ts";
+import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc.ts";
 import { type CoreClient, createReserver } from "./client.ts";
 import { coreConfigSchema } from "./config.ts";
 import { activityKeys } from "./keys.ts";

@@ -3,9 +3,15 @@
  * in-process with startService. Opens two Redis connections (commands, and a
  * subscriber for restock messages) and watches the activity catalog in etcd.
  */
-import { ActivityCatalog } from "../../shared/src/activities.ts";
-import { closeRedis, createRedis, type Redis, waitForRedis } from "../../shared/src/redis.ts";
-import type { ServiceSpec } from "../../shared/src/server.ts";
+
+import type { ServiceSpec } from "../../shared/src/runtime/server.ts";
+import { ActivityCatalog } from "../../shared/src/sale/activities.ts";
+import {
+  closeRedis,
+  createRedis,
+  type Redis,
+  waitForRedis,
+} from "../../shared/src/stores/redis.ts";
 import type { CoreConfig } from "./config.ts";
 import { coreRoutes } from "./routes.ts";
 import { listenForRestock, SoldOutFlags } from "./sold-out.ts";

@@ -1,11 +1,11 @@
 /**
- * Core's sold-out flags are the shared ones (shared/src/sold-out.ts): once an
+ * Core's sold-out flags are the shared ones (shared/src/sale/sold-out.ts): once an
  * answer says an activity has no stock left, later items for it skip the
  * reservation script until a restock message or the TTL clears the flag.
  */
 import type { Redis } from "ioredis";
-import type { Logger } from "../../shared/src/log.ts";
-import { listenForRestock as listen, SoldOutFlags } from "../../shared/src/sold-out.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import { listenForRestock as listen, SoldOutFlags } from "../../shared/src/sale/sold-out.ts";
 import { restockMessages } from "./metrics.ts";
 
 export { SoldOutFlags };

@@ -5,7 +5,7 @@
  */
 import { type ChainableCommander, type Redis, ReplyError } from "ioredis";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
-import { newId } from "../../shared/src/ids.ts";
+import { newId } from "../../shared/src/data-plane/ids.ts";
 import type { ActivityDefinition } from "./activity.ts";
 import { activityKeys } from "./keys.ts";
 import { redisSeconds } from "./metrics.ts";

@@ -7,8 +7,8 @@
  * number of cores applying the same change is harmless.
  */
 import type { Activity } from "../../gen/seckill/common/v1/common_pb.ts";
-import type { ActivityCatalog } from "../../shared/src/activities.ts";
-import type { Logger } from "../../shared/src/log.ts";
+import type { Logger } from "../../shared/src/runtime/log.ts";
+import type { ActivityCatalog } from "../../shared/src/sale/activities.ts";
 import { type ActivityDefinition, DefinitionError, toDefinition } from "./activity.ts";
 import { warmUps } from "./metrics.ts";
 import type { StockStore, WarmUpResult } from "./store.ts";

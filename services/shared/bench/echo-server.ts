@@ -10,14 +10,14 @@ import { create } from "@bufbuild/protobuf";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { EchoResponseSchema, EchoService } from "../../gen/seckill/echo/v1/echo_pb.ts";
+import { echoRoutes } from "../src/testing/echo-service.ts";
 import {
   addRoutes,
   bindServer,
   type GrpcRouter,
   grpcServiceDefinition,
   serverOptions,
-} from "../src/grpc.ts";
-import { echoRoutes } from "../src/testing/echo-service.ts";
+} from "../src/transport/grpc.ts";
 
 export type ServerKind = "adapter" | "adapter-observed" | "connect-node" | "raw";
 
@@ -36,10 +36,10 @@ async function start(kind: ServerKind): Promise<number> {
       // What startService puts in front of every handler: tracing with a registered
       // provider and no exporter, Prometheus histograms, the error log.
       const { serverErrorLog, serverMetrics, serverTracing } = await import(
-        "../src/interceptors.ts"
+        "../src/transport/interceptors.ts"
       );
-      const { startTelemetry } = await import("../src/telemetry.ts");
-      const { createLogger } = await import("../src/log.ts");
+      const { startTelemetry } = await import("../src/runtime/telemetry.ts");
+      const { createLogger } = await import("../src/runtime/log.ts");
       const { tracer } = startTelemetry({
         service: "bench",
         instance: instanceId,

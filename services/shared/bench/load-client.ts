@@ -13,7 +13,7 @@ import {
 } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { EchoRequestSchema, EchoService } from "../../gen/seckill/echo/v1/echo_pb.ts";
-import { createGrpcTransport, grpcServiceDefinition } from "../src/grpc.ts";
+import { createGrpcTransport, grpcServiceDefinition } from "../src/transport/grpc.ts";
 
 export type ClientKind =
   | "adapter"
@@ -57,8 +57,8 @@ async function caller(kind: ClientKind, port: number): Promise<() => Promise<unk
     case "mesh": {
       // The interceptors the mesh puts on every outgoing call, and for "mesh" the
       // mesh transport itself (SWRR pick, opossum breaker with its timeout).
-      const { clientMetrics, clientTracing } = await import("../src/interceptors.ts");
-      const { startTelemetry } = await import("../src/telemetry.ts");
+      const { clientMetrics, clientTracing } = await import("../src/transport/interceptors.ts");
+      const { startTelemetry } = await import("../src/runtime/telemetry.ts");
       const { tracer } = startTelemetry({
         service: "bench-client",
         instance: "bench",
@@ -70,9 +70,9 @@ async function caller(kind: ClientKind, port: number): Promise<() => Promise<unk
         const client = createClient(EchoService, createGrpcTransport({ address, interceptors }));
         return () => client.echo(request);
       }
-      const { createMeshTransport } = await import("../src/balancer.ts");
-      const { staticInstances } = await import("../src/discovery.ts");
-      const { createLogger } = await import("../src/log.ts");
+      const { createMeshTransport } = await import("../src/mesh/balancer.ts");
+      const { staticInstances } = await import("../src/mesh/discovery.ts");
+      const { createLogger } = await import("../src/runtime/log.ts");
       const instance = { service: "echo", id: "bench", host: "127.0.0.1", port, weight: 1 };
       const transport = createMeshTransport({
         source: staticInstances("echo", [{ ...instance, zone: "", version: "" }]),

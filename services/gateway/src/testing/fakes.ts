@@ -26,7 +26,7 @@ import { AuthService } from "../../../gen/seckill/auth/v1/auth_pb.ts";
 import { BuyResult, OrderStatus, Role } from "../../../gen/seckill/common/v1/common_pb.ts";
 import { GatewayService } from "../../../gen/seckill/gateway/v1/gateway_pb.ts";
 import { OrderService } from "../../../gen/seckill/order/v1/order_pb.ts";
-import { callerOf, requireCaller } from "../../../shared/src/identity.ts";
+import { callerOf, requireCaller } from "../../../shared/src/transport/identity.ts";
 import { EdgeLimiter, type LimitSettings } from "../limits.ts";
 import { gatewayRoutes } from "../routes.ts";
 import { RecentKeys, SoldOutFlags } from "../sold-out.ts";

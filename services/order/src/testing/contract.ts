@@ -3,8 +3,8 @@
  * seckill-core does, so the order tests do not depend on core's code: the
  * activity counters, reservation hashes and order-intent stream entries.
  */
-import { newId } from "../../../shared/src/ids.ts";
-import type { Redis } from "../../../shared/src/redis.ts";
+import { newId } from "../../../shared/src/data-plane/ids.ts";
+import type { Redis } from "../../../shared/src/stores/redis.ts";
 import { intentFields, type OrderIntent, streamKey } from "../stream.ts";
 
 export const tag = (activityId: string) => `{act:${activityId}}`;

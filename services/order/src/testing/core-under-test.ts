@@ -12,10 +12,10 @@ import {
   type ReleaseResponse,
   SeckillCoreService,
 } from "../../../gen/seckill/core/v1/core_pb.ts";
-import { loadConfig } from "../../../shared/src/config.ts";
-import type { Mesh } from "../../../shared/src/mesh.ts";
-import type { Redis } from "../../../shared/src/redis.ts";
-import { type RunningService, startService } from "../../../shared/src/server.ts";
+import type { Mesh } from "../../../shared/src/mesh/mesh.ts";
+import { loadConfig } from "../../../shared/src/runtime/config.ts";
+import { type RunningService, startService } from "../../../shared/src/runtime/server.ts";
+import type { Redis } from "../../../shared/src/stores/redis.ts";
 import { reserve as contractReserve, warm as contractWarm, makeIntent } from "./contract.ts";
 import { startFakeCore } from "./fake-core.ts";
 import { type ActivityOptions, activityDefinition } from "./harness.ts";

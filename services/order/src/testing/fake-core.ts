@@ -7,9 +7,9 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ReservationStatus, SeckillCoreService } from "../../../gen/seckill/core/v1/core_pb.ts";
-import { baseConfigSchema, loadConfig } from "../../../shared/src/config.ts";
-import { createRedis, type Redis } from "../../../shared/src/redis.ts";
-import { type RunningService, startService } from "../../../shared/src/server.ts";
+import { baseConfigSchema, loadConfig } from "../../../shared/src/runtime/config.ts";
+import { type RunningService, startService } from "../../../shared/src/runtime/server.ts";
+import { createRedis, type Redis } from "../../../shared/src/stores/redis.ts";
 import { tag } from "./contract.ts";
 
 const RELEASE = `

@@ -8,12 +8,12 @@ import {
   ActivityStatus,
 } from "../../../gen/seckill/common/v1/common_pb.ts";
 import { OrderService } from "../../../gen/seckill/order/v1/order_pb.ts";
-import { activityKey, encodeActivity } from "../../../shared/src/activities.ts";
-import { loadConfig } from "../../../shared/src/config.ts";
-import type { Etcd3 } from "../../../shared/src/etcd.ts";
-import { identityHeaders, type Role } from "../../../shared/src/identity.ts";
-import type { Mesh } from "../../../shared/src/mesh.ts";
-import { type RunningService, startService } from "../../../shared/src/server.ts";
+import type { Mesh } from "../../../shared/src/mesh/mesh.ts";
+import { loadConfig } from "../../../shared/src/runtime/config.ts";
+import { type RunningService, startService } from "../../../shared/src/runtime/server.ts";
+import { activityKey, encodeActivity } from "../../../shared/src/sale/activities.ts";
+import type { Etcd3 } from "../../../shared/src/stores/etcd.ts";
+import { identityHeaders, type Role } from "../../../shared/src/transport/identity.ts";
 import { type OrderConfig, orderConfigSchema } from "../config.ts";
 import { orderService } from "../service.ts";
 

@@ -1,7 +1,7 @@
 /** Small helpers shared by order's integration tests and benchmark. */
 import { type Kysely, sql } from "kysely";
-import { metricsRegistry } from "../../../shared/src/metrics.ts";
-import type { Redis } from "../../../shared/src/redis.ts";
+import { metricsRegistry } from "../../../shared/src/runtime/metrics.ts";
+import type { Redis } from "../../../shared/src/stores/redis.ts";
 import type { Database } from "../db.ts";
 import { GROUP, streamKey } from "../stream.ts";
 

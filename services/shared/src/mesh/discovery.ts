@@ -1,5 +1,5 @@
 import type { Etcd3 } from "etcd3";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../runtime/log.ts";
 import { PrefixWatch } from "./prefix-watch.ts";
 import { instanceSchema, type ServiceInstance, servicePrefix } from "./registry.ts";
 

@@ -6,17 +6,17 @@ import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { context, trace } from "@opentelemetry/api";
 import { z } from "zod";
-import { EchoService } from "../../gen/seckill/echo/v1/echo_pb.ts";
+import { EchoService } from "../../../gen/seckill/echo/v1/echo_pb.ts";
+import { Mesh } from "../mesh/mesh.ts";
+import { type EtcdServer, startEtcd } from "../stack/index.ts";
+import { createEtcd, type Etcd3 } from "../stores/etcd.ts";
+import { type ServiceProcess, startServiceProcess } from "../testing/service-process.ts";
 import { baseConfigSchema, ConfigError, loadConfig } from "./config.ts";
-import { createEtcd, type Etcd3 } from "./etcd.ts";
 import { createLogger } from "./log.ts";
-import { Mesh } from "./mesh.ts";
-import { type EtcdServer, startEtcd } from "./stack/index.ts";
 import { startTelemetry } from "./telemetry.ts";
-import { type ServiceProcess, startServiceProcess } from "./testing/service-process.ts";
 
 const log = createLogger("server-test", "silent");
-const repo = (path: string) => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
+const repo = (path: string) => fileURLToPath(new URL(`../../../../${path}`, import.meta.url));
 
 /** A grpc-js client for grpc.health.v1 built from the .proto file, independent of our own code. */
 function healthClient(port: number) {

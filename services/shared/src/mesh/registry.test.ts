@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { createLogger } from "../runtime/log.ts";
+import { type EtcdServer, startEtcd } from "../stack/index.ts";
+import { createEtcd, type Etcd3 } from "../stores/etcd.ts";
+import { startServiceProcess } from "../testing/service-process.ts";
+import { startTcpProxy } from "../testing/tcp-proxy.ts";
 import { ServiceDiscovery } from "./discovery.ts";
-import { createEtcd, type Etcd3 } from "./etcd.ts";
-import { createLogger } from "./log.ts";
 import { instanceKey, type Registration, register, type ServiceInstance } from "./registry.ts";
-import { type EtcdServer, startEtcd } from "./stack/index.ts";
-import { startServiceProcess } from "./testing/service-process.ts";
-import { startTcpProxy } from "./testing/tcp-proxy.ts";
 
 const log = createLogger("registry-test", "silent");
 

@@ -2,10 +2,10 @@ import type { DescService } from "@bufbuild/protobuf";
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import type { Tracer } from "@opentelemetry/api";
 import type { Etcd3 } from "etcd3";
+import type { Logger } from "../runtime/log.ts";
+import { clientMetrics, clientTracing } from "../transport/interceptors.ts";
 import { type BreakerOptions, createMeshTransport, type MeshTransport } from "./balancer.ts";
 import { ServiceDiscovery } from "./discovery.ts";
-import { clientMetrics, clientTracing } from "./interceptors.ts";
-import type { Logger } from "./log.ts";
 
 export interface MeshOptions {
   etcd: Etcd3;

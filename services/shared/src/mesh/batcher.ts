@@ -1,6 +1,6 @@
 import { type Context, context, trace } from "@opentelemetry/api";
-import { runWithoutDeadline } from "./deadline.ts";
-import { histogram, once } from "./metrics.ts";
+import { histogram, once } from "../runtime/metrics.ts";
+import { runWithoutDeadline } from "../transport/deadline.ts";
 
 const batchSizes = once("seckill_batch_size", () =>
   histogram(

@@ -2,13 +2,13 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { EchoService } from "../../gen/seckill/echo/v1/echo_pb.ts";
+import { EchoService } from "../../../gen/seckill/echo/v1/echo_pb.ts";
+import { createLogger } from "../runtime/log.ts";
+import { freePort } from "../stack/index.ts";
+import { addRoutes, bindServer } from "../transport/grpc.ts";
 import { createMeshTransport } from "./balancer.ts";
 import { staticInstances } from "./discovery.ts";
-import { addRoutes, bindServer } from "./grpc.ts";
-import { createLogger } from "./log.ts";
 import type { ServiceInstance } from "./registry.ts";
-import { freePort } from "./stack/index.ts";
 
 const log = createLogger("balancer-test", "silent");
 

@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
-import type { Logger } from "./log.ts";
-import { gauge, once } from "./metrics.ts";
+import type { Logger } from "../runtime/log.ts";
+import { gauge, once } from "../runtime/metrics.ts";
 
 /**
  * The blacklist every instance enforces. Admin keeps the record in MySQL and

@@ -7,13 +7,13 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Tracer } from "@opentelemetry/api";
+import { Mesh } from "../mesh/mesh.ts";
+import { type Registration, register } from "../mesh/registry.ts";
+import { createEtcd, type Etcd3, sleep } from "../stores/etcd.ts";
+import { HealthState, ServingStatus } from "../transport/health.ts";
 import type { BaseConfig } from "./config.ts";
-import { createEtcd, type Etcd3, sleep } from "./etcd.ts";
-import { HealthState, ServingStatus } from "./health.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { Mesh } from "./mesh.ts";
 import { type MetricsServer, serveMetrics } from "./metrics.ts";
-import { type Registration, register } from "./registry.ts";
 import { startTelemetry } from "./telemetry.ts";
 
 /** What a service gets to build its routes: logging, tracing and the other services. */

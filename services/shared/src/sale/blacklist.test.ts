@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { createLogger } from "../runtime/log.ts";
+import { type RedisServer, startRedis } from "../stack/index.ts";
+import { createRedis, type Redis } from "../stores/redis.ts";
 import { BlacklistCache, putBlacklistEntry, removeBlacklistEntry } from "./blacklist.ts";
-import { createLogger } from "./log.ts";
-import { createRedis, type Redis } from "./redis.ts";
-import { type RedisServer, startRedis } from "./stack/index.ts";
 
 const log = createLogger("blacklist-test", "silent");
 

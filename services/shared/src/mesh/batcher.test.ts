@@ -67,9 +67,9 @@ describe("createBatcher", () => {
 
 describe("createBatcher and the callers' context", () => {
   it("runs a batch without the flushing caller's deadline, under the first caller's trace", async () => {
-    const { runWithDeadline, currentDeadline } = await import("./deadline.ts");
+    const { runWithDeadline, currentDeadline } = await import("../transport/deadline.ts");
     const { context, trace, ROOT_CONTEXT } = await import("@opentelemetry/api");
-    const { startTelemetry } = await import("./telemetry.ts");
+    const { startTelemetry } = await import("../runtime/telemetry.ts");
     const telemetry = startTelemetry({
       service: "test",
       instance: "test",

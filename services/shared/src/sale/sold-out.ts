@@ -6,7 +6,7 @@
  * stock) or a short TTL clears the flag.
  */
 import type { Redis } from "ioredis";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../runtime/log.ts";
 
 /** Subscribes to every activity's restock channel. */
 export const RESTOCK_PATTERN = "{act:*}:restock";

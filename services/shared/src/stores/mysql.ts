@@ -1,7 +1,7 @@
 import { Kysely, MysqlDialect } from "kysely";
 import { type Migration, Migrator } from "kysely/migration";
 import { createPool, type PoolOptions } from "mysql2";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../runtime/log.ts";
 
 /**
  * A kysely database on a mysql2 pool. Dates travel as UTC; big counters as

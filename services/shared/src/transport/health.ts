@@ -5,7 +5,7 @@ import {
   type HealthCheckResponse,
   HealthCheckResponseSchema,
   HealthCheckResponse_ServingStatus as ServingStatus,
-} from "../../gen/grpc/health/v1/health_pb.ts";
+} from "../../../gen/grpc/health/v1/health_pb.ts";
 
 export { ServingStatus };
 

@@ -22,11 +22,11 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import CircuitBreaker from "opossum";
+import type { Logger } from "../runtime/log.ts";
+import { counter, gauge, once } from "../runtime/metrics.ts";
+import { sleep } from "../stores/etcd.ts";
+import { createGrpcTransport, fromServiceError } from "../transport/grpc.ts";
 import type { InstanceSource } from "./discovery.ts";
-import { sleep } from "./etcd.ts";
-import { createGrpcTransport, fromServiceError } from "./grpc.ts";
-import type { Logger } from "./log.ts";
-import { counter, gauge, once } from "./metrics.ts";
 import { instanceAddress, type ServiceInstance } from "./registry.ts";
 import { SmoothWeightedRoundRobin } from "./swrr.ts";
 

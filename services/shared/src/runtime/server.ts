@@ -6,10 +6,11 @@
  */
 import type { Interceptor } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
+import { addRoutes, bindServer, type Routes, serverOptions } from "../transport/grpc.ts";
+import { Health } from "../transport/health.ts";
+import { serverErrorLog, serverMetrics, serverTracing } from "../transport/interceptors.ts";
+import { addReflection } from "../transport/reflection.ts";
 import type { BaseConfig } from "./config.ts";
-import { addRoutes, bindServer, type Routes, serverOptions } from "./grpc.ts";
-import { Health } from "./health.ts";
-import { serverErrorLog, serverMetrics, serverTracing } from "./interceptors.ts";
 import {
   type LifecycleSpec,
   type Listener,
@@ -20,7 +21,6 @@ import {
   startLifecycle,
 } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
-import { addReflection } from "./reflection.ts";
 
 export type { ServiceContext } from "./lifecycle.ts";
 export { safeError };
@@ -36,7 +36,7 @@ export type RunningService = Running;
 function grpcListener<C extends BaseConfig>(
   routes: Routes,
   ctx: ServiceContext<C>,
-  health: import("./health.ts").HealthState,
+  health: import("../transport/health.ts").HealthState,
   interceptors: Interceptor[],
 ): Listener {
   const { config, log, tracer } = ctx;

@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from "ioredis";
+import type { Logger } from "../runtime/log.ts";
 import { sleep } from "./etcd.ts";
-import type { Logger } from "./log.ts";
 
 export type { Redis };
 

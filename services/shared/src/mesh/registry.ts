@@ -1,8 +1,8 @@
 import type { Etcd3, Lease } from "etcd3";
 import { z } from "zod";
-import { backoffMs, sleep } from "./etcd.ts";
-import type { Logger } from "./log.ts";
-import { counter, gauge, once } from "./metrics.ts";
+import type { Logger } from "../runtime/log.ts";
+import { counter, gauge, once } from "../runtime/metrics.ts";
+import { backoffMs, sleep } from "../stores/etcd.ts";
 
 export const SERVICES_PREFIX = "/seckill/services/";
 

@@ -1,10 +1,10 @@
 import { fromJsonString, toJsonString } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Etcd3 } from "etcd3";
-import { type Activity, ActivitySchema } from "../../gen/seckill/common/v1/common_pb.ts";
-import type { Logger } from "./log.ts";
-import { gauge, once } from "./metrics.ts";
-import { PrefixWatch } from "./prefix-watch.ts";
+import { type Activity, ActivitySchema } from "../../../gen/seckill/common/v1/common_pb.ts";
+import { PrefixWatch } from "../mesh/prefix-watch.ts";
+import type { Logger } from "../runtime/log.ts";
+import { gauge, once } from "../runtime/metrics.ts";
 
 export const ACTIVITIES_PREFIX = "/seckill/activities/";
 export const activityKey = (id: string) => `${ACTIVITIES_PREFIX}${id}`;

@@ -17,8 +17,8 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import type { Logger } from "./log.ts";
-import { histogram, once } from "./metrics.ts";
+import type { Logger } from "../runtime/log.ts";
+import { histogram, once } from "../runtime/metrics.ts";
 
 const headerGetter: TextMapGetter<Headers> = {
   keys: (h) => [...h.keys()],
