@@ -45,8 +45,8 @@ describe("Dockerfile", () => {
     assert.ok(copies.some((c) => c.startsWith("--from=build /src/dist ")));
     assert.ok(!copies.some((c) => c.includes("--from=deps ")), "runtime copies from the dev stage");
     assert.ok(
-      !steps.some((s) => s.op === "RUN" && /\bnpm ci\b/.test(s.args)),
-      "npm ci refuses our lockfile",
+      !steps.some((s) => s.op === "RUN" && /\bnpm install\b/.test(s.args)),
+      "npm install may rewrite the lockfile: the image installs with npm ci",
     );
   });
 
