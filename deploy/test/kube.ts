@@ -22,7 +22,7 @@ export const ciValuesFiles = readdirSync(join(chartDir, "ci"))
 export const SERVICES = ["gateway", "auth", "seckill-app", "seckill-core", "order", "admin"];
 
 const INSTALL_HELM =
-  "helm not found: `bash .ci/run` installs it, or run `GOBIN=$PWD/.tools/bin go install helm.sh/helm/v3/cmd/helm@v3.22.0`";
+  "helm not found: `bash scripts/setup.sh` (run by npm test) installs it, or run `GOBIN=$PWD/.tools/bin go install helm.sh/helm/v3/cmd/helm@v3.22.0`";
 
 function onPath(name: string): string | undefined {
   for (const dir of (process.env.PATH ?? "").split(":")) {
@@ -47,7 +47,7 @@ export function kustomizeCommand(): [string, string[]] {
   const kubectl = onPath("kubectl");
   if (kubectl) return [kubectl, ["kustomize"]];
   throw new Error(
-    "neither kustomize nor kubectl found: `bash .ci/run` installs kustomize, or run `GOBIN=$PWD/.tools/bin go install sigs.k8s.io/kustomize/kustomize/v5@v5.8.3`",
+    "neither kustomize nor kubectl found: `bash scripts/setup.sh` (run by npm test) installs kustomize, or run `GOBIN=$PWD/.tools/bin go install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1`",
   );
 }
 

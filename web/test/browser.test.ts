@@ -32,7 +32,10 @@ function freePort(): Promise<number> {
   });
 }
 
-describe("the pages in a browser", { skip: !existsSync(CHROMIUM) && `no ${CHROMIUM}` }, () => {
+// A missing browser fails the test with the command that installs it: a skip would read as a pass.
+const NO_CHROMIUM = `no Chromium at ${CHROMIUM}: run \`bash scripts/setup.sh\` (npm test runs it; apt as root), or \`sudo apt-get install -y chromium\`, or set CHROMIUM_PATH`;
+
+describe("the pages in a browser", () => {
   let stack: LocalStack;
   let browser: Browser;
   let base: string;
@@ -63,6 +66,7 @@ describe("the pages in a browser", { skip: !existsSync(CHROMIUM) && `no ${CHROMI
   }
 
   before(async () => {
+    assert.ok(existsSync(CHROMIUM), NO_CHROMIUM);
     const webRoot = join(stateDir, "site");
     await buildWeb(webRoot);
     const http1 = await freePort();
