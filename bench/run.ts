@@ -46,8 +46,6 @@ import {
   runLoad,
 } from "../services/cli/src/load/runner.ts";
 import { gatewayTransport, openSale, provisionBuyers } from "../services/cli/src/load/sale.ts";
-import { startLocalStack } from "../services/cli/src/local-stack.ts";
-import { defaultPlan, repoRoot } from "../services/cli/src/plan.ts";
 import { AdminService } from "../services/gen/seckill/admin/v1/admin_pb.ts";
 import { SeckillAppService } from "../services/gen/seckill/app/v1/app_pb.ts";
 import { AuthService } from "../services/gen/seckill/auth/v1/auth_pb.ts";
@@ -62,6 +60,8 @@ import type {
   LoadResult as EchoLoadResult,
 } from "../services/shared/bench/load-client.ts";
 import { createLogger } from "../services/shared/src/runtime/log.ts";
+import { startLocalStack } from "../services/shared/src/stack/local-stack.ts";
+import { defaultPlan, repoRoot } from "../services/shared/src/stack/plan.ts";
 import { createRedis } from "../services/shared/src/stores/redis.ts";
 
 const { values: flags } = parseArgs({
@@ -392,7 +392,7 @@ try {
 
   const meshCases = ["monolith", "buy", "soldout", "halfrate"].filter(wanted);
   if (meshCases.length > 0) {
-    progress("starting the local stack (services/cli/src/local-stack.ts) …");
+    progress("starting the local stack (services/shared/src/stack/local-stack.ts) …");
     const stack = await startLocalStack({
       plan: defaultPlan(),
       stateDir: mkdtempSync(join(os.tmpdir(), "bench-stack-")),

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
-# --- Debian packages: the servers the tests start privately, and the browser of web/test -------
+# --- Debian packages: the servers the tests start privately, the browser of web/test, and
+# promtool (Debian's prometheus package) for the rules of deploy/monitoring ----------------------
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
@@ -16,6 +17,7 @@ command -v etcd >/dev/null || missing+=(etcd-server)
 command -v setpriv >/dev/null || missing+=(util-linux)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v chromium >/dev/null || [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
+command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     say "missing: ${missing[*]}; install them with:"
@@ -26,6 +28,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   # The packages' own services are not needed: the tests start private servers.
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # prometheus enables a server of its own on :9090, the services' default metrics port. RUNLEVEL=1
+  # (and a container's policy-rc.d) keep it from starting; under systemd, stop what we installed.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 # --- Go-built tools into .tools/bin ---------------------------------------------------------------
@@ -46,6 +53,11 @@ go_tool() { # name module version
   echo "$3" >".tools/bin/.$1-version"
 }
 go_tool helm helm.sh/helm/v3/cmd/helm v3.22.0
+# grpcurl: the reflection tests call the services as a gRPC user would, without .proto files.
+go_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl v1.9.3
+# connectconformance: `npm run conformance` runs the Connect conformance suite against the edge
+# (conformance/run.ts reads this version from here and fetches the suite's .proto files with it).
+go_tool connectconformance connectrpc.com/conformance/cmd/connectconformance v1.0.7
 # kustomize builds k8s/; `kubectl kustomize` does the same where kubectl is installed.
 if ! command -v kustomize >/dev/null && ! command -v kubectl >/dev/null; then
   go_tool kustomize sigs.k8s.io/kustomize/kustomize/v5 v5.7.1

@@ -13,8 +13,8 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { type LocalStack, startLocalStack } from "../../services/cli/src/local-stack.ts";
-import { defaultPlan, repoRoot } from "../../services/cli/src/plan.ts";
+import { type LocalStack, startLocalStack } from "../../services/shared/src/stack/local-stack.ts";
+import { defaultPlan, repoRoot } from "../../services/shared/src/stack/plan.ts";
 import { buildWeb } from "../build.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";

@@ -1,23 +1,20 @@
 /**
  * AdminService on real servers: MariaDB (catalogue, blacklist, and order's
  * `orders` table made by order's own migrations), Redis, etcd, and a real
- * seckill-core served in-process (startService + coreService) that admin
- * reaches through its mesh. Nothing is faked.
+ * seckill-core started as its own process (the test kit's startAsProcess)
+ * that admin reaches through its mesh. Nothing is faked.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
+import { type Client, Code, createClient } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import type { Kysely } from "kysely";
 import { AdminService, BlacklistKind, MismatchKind } from "../../gen/seckill/admin/v1/admin_pb.ts";
 import { ActivityStatus, BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
-import type { Database as OrderDatabase } from "../../order/src/db.ts";
-import { migrations as orderMigrations } from "../../order/src/migrations/index.ts";
-import { coreConfigSchema } from "../../seckill-core/src/config.ts";
-import { activityKeys } from "../../seckill-core/src/keys.ts";
-import { coreService } from "../../seckill-core/src/service.ts";
+import { type OrderDatabase, orderMigrations } from "../../order/src/testing.ts";
+import { activityKeys, blacklistKey } from "../../shared/src/data-plane/keys.ts";
 import { loadConfig } from "../../shared/src/runtime/config.ts";
 import { createLogger } from "../../shared/src/runtime/log.ts";
 import { metricsRegistry } from "../../shared/src/runtime/metrics.ts";
@@ -28,7 +25,7 @@ import {
   decodeActivity,
   encodeActivity,
 } from "../../shared/src/sale/activities.ts";
-import { BlacklistCache, blacklistKey } from "../../shared/src/sale/blacklist.ts";
+import { BlacklistCache } from "../../shared/src/sale/blacklist.ts";
 import {
   type EtcdServer,
   type MariaDbServer,
@@ -40,10 +37,18 @@ import {
 import { createEtcd, type Etcd3 } from "../../shared/src/stores/etcd.ts";
 import { createDb, migrate } from "../../shared/src/stores/mysql.ts";
 import {
+  expectCode,
+  metricValue,
+  type ProcessService,
+  pollUntil,
+  serviceEnv,
+  startAsProcess,
+} from "../../shared/src/testing/index.ts";
+import {
   type ServiceProcess,
   startServiceProcess,
 } from "../../shared/src/testing/service-process.ts";
-import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc.ts";
+import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc-client.ts";
 import { identityHeaders } from "../../shared/src/transport/identity.ts";
 import { adminConfigSchema } from "./config.ts";
 import type { AdminDatabase } from "./schema.ts";
@@ -57,40 +62,6 @@ const HOUR = 3_600_000;
 const ADMIN = { headers: identityHeaders({ userId: "admin-1", role: "admin", ip: undefined }) };
 const USER = { headers: identityHeaders({ userId: "user-1", role: "user", ip: undefined }) };
 
-async function refused(promise: Promise<unknown>, code: Code, message?: RegExp) {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof ConnectError, String(err));
-    assert.equal(Code[err.code], Code[code], err.rawMessage);
-    if (message) assert.match(err.rawMessage, message);
-    return err;
-  }
-  assert.fail(`expected ${Code[code]}`);
-}
-
-/** Polls until `probe` is true; returns the milliseconds it took (printed, never asserted). */
-async function within(ms: number, what: string, probe: () => Promise<boolean> | boolean) {
-  const started = performance.now();
-  while (!(await probe())) {
-    if (performance.now() - started > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return performance.now() - started;
-}
-
-async function gaugeValue(
-  name: string,
-  labels: Record<string, string>,
-): Promise<number | undefined> {
-  const metric = metricsRegistry.getSingleMetric(name);
-  if (!metric) return undefined;
-  const { values } = await metric.get();
-  return values.find((v) =>
-    Object.entries(labels).every(([k, x]) => (v.labels as Record<string, unknown>)[k] === x),
-  )?.value;
-}
-
 describe("admin service", { timeout: 180_000 }, () => {
   let mariadb: MariaDbServer;
   let redisServer: RedisServer;
@@ -100,7 +71,7 @@ describe("admin service", { timeout: 180_000 }, () => {
   let db: Kysely<AdminDatabase>;
   /** The same database as order sees it (the test plays order's consumer). */
   let odb: Kysely<OrderDatabase>;
-  let core: RunningService;
+  let core: ProcessService;
   let adminSvc: RunningService;
   let internals: AdminInternals;
   const transports: GrpcTransport[] = [];
@@ -145,28 +116,22 @@ describe("admin service", { timeout: 180_000 }, () => {
     admin = createClient(AdminService, adminTransport);
   });
 
-  /** A real seckill-core in this process, registered in etcd, where admin's mesh finds it. */
+  /** A real seckill-core as its own process, registered in etcd, where admin's mesh finds it. */
   async function startCore() {
-    core = await startService(
-      coreService(
-        loadConfig(coreConfigSchema, {
-          REDIS_URL: redisServer.url,
-          ETCD_ENDPOINTS: etcdServer.endpoints.join(","),
-          INSTANCE_ID: `core-for-admin-test-${++cores}`,
-          LOG_LEVEL,
-          SHUTDOWN_DELAY_MS: "0",
-        }),
+    core = await startAsProcess(
+      "seckill-core",
+      serviceEnv(
+        { etcd: etcdServer, redis: redisServer },
+        { INSTANCE_ID: `core-for-admin-test-${++cores}`, LOG_LEVEL },
       ),
     );
-    const coreTransport = createGrpcTransport({ address: `127.0.0.1:${core.port}` });
-    transports.push(coreTransport);
-    coreClient = createClient(SeckillCoreService, coreTransport);
+    coreClient = core.client(SeckillCoreService);
   }
 
   after(async () => {
     for (const t of transports) t.close();
     await adminSvc?.shutdown("test done");
-    await core?.shutdown("test done");
+    await core?.stop();
     redis?.disconnect();
     etcd?.close();
     await db?.destroy();
@@ -286,24 +251,24 @@ describe("admin service", { timeout: 180_000 }, () => {
     assert.equal(updated.product?.name, "Alpha 2");
     assert.equal(updated.product?.priceCents, 100n, "unset fields keep their value");
 
-    await refused(admin.getProduct({ productId: "01NOPE" }, ADMIN), Code.NotFound, /not found/);
-    await refused(admin.getProduct({ productId: "" }, ADMIN), Code.InvalidArgument, /required/);
-    await refused(
+    await expectCode(admin.getProduct({ productId: "01NOPE" }, ADMIN), Code.NotFound, /not found/);
+    await expectCode(admin.getProduct({ productId: "" }, ADMIN), Code.InvalidArgument, /required/);
+    await expectCode(
       admin.createProduct({ name: "", priceCents: 1n, currency: "USD" }, ADMIN),
       Code.InvalidArgument,
       /name is required/,
     );
-    await refused(
+    await expectCode(
       admin.createProduct({ name: "x", priceCents: -1n, currency: "USD" }, ADMIN),
       Code.InvalidArgument,
       /price_cents must be >= 0/,
     );
-    await refused(
+    await expectCode(
       admin.updateProduct({ productId: a.id, currency: "dollars" }, ADMIN),
       Code.InvalidArgument,
       /ISO 4217/,
     );
-    await refused(
+    await expectCode(
       admin.listProducts({ pageToken: "forged" }, ADMIN),
       Code.InvalidArgument,
       /page_token/,
@@ -348,7 +313,7 @@ describe("admin service", { timeout: 180_000 }, () => {
       [{ productId: "01UNKNOWNPRODUCT" }, Code.NotFound, /product .* not found/],
     ];
     for (const [change, code, message] of cases)
-      await refused(admin.createActivity({ ...base, ...change }, ADMIN), code, message);
+      await expectCode(admin.createActivity({ ...base, ...change }, ADMIN), code, message);
 
     const id = activity!.id;
     const u = await admin.updateActivity(
@@ -361,18 +326,18 @@ describe("admin service", { timeout: 180_000 }, () => {
     );
     const same = await admin.updateActivity({ activityId: id, title: "Gamma sale!" }, ADMIN);
     assert.equal(same.activity?.revision, 2n, "no change, no new revision");
-    await refused(
+    await expectCode(
       admin.updateActivity({ activityId: id, endTime: timestampFromMs(now) }, ADMIN),
       Code.InvalidArgument,
       /must be after start_time/,
     );
-    await refused(admin.updateActivity({ activityId: "01NOPE" }, ADMIN), Code.NotFound);
+    await expectCode(admin.updateActivity({ activityId: "01NOPE" }, ADMIN), Code.NotFound);
     assert.equal(await inEtcd(id), undefined, "a draft never reaches etcd");
 
     const drafts = await admin.listActivities({ status: ActivityStatus.DRAFT }, ADMIN);
     assert.ok(drafts.activities.some((a) => a.id === id));
     assert.ok(drafts.activities.every((a) => a.status === ActivityStatus.DRAFT));
-    await refused(
+    await expectCode(
       admin.listActivities({ status: ActivityStatus.LIVE }, ADMIN),
       Code.InvalidArgument,
       /stored status/,
@@ -408,17 +373,17 @@ describe("admin service", { timeout: 180_000 }, () => {
     const got = await admin.getActivity({ activityId: d.id }, ADMIN);
     assert.equal(got.activity?.status, ActivityStatus.LIVE);
 
-    await refused(
+    await expectCode(
       admin.updateActivity({ activityId: d.id, totalStock: 30n }, ADMIN),
       Code.FailedPrecondition,
       /total_stock can only change while the activity is a DRAFT/,
     );
-    await refused(
+    await expectCode(
       admin.updateActivity({ activityId: d.id, priceCents: 1n }, ADMIN),
       Code.FailedPrecondition,
       /price_cents can only change/,
     );
-    await refused(admin.publishActivity({ activityId: "01NOPE" }, ADMIN), Code.NotFound);
+    await expectCode(admin.publishActivity({ activityId: "01NOPE" }, ADMIN), Code.NotFound);
 
     // The product's name is denormalized into published activities: renaming pushes a new revision.
     await admin.updateProduct({ productId: d.productId, name: "Phone X" }, ADMIN);
@@ -449,9 +414,12 @@ describe("admin service", { timeout: 180_000 }, () => {
       assert.equal(refusedNow.result, BuyResult.LIMIT_REACHED);
       assert.equal((await reserve(a.id, "buyer-2", 1)).result, BuyResult.RESERVED);
       assert.equal((await reserve(a.id, "buyer-2", 1)).result, BuyResult.LIMIT_REACHED);
-      const seenMs = await within(5000, "catalog sees the new revision", () => {
-        return catalog.get(a.id)?.revision === a.revision + 1n;
-      });
+      const seenMs = await pollUntil(
+        () => {
+          return catalog.get(a.id)?.revision === a.revision + 1n;
+        },
+        { timeoutMs: 5000, message: "catalog sees the new revision" },
+      );
       console.log(
         `limit change: UpdateActivity took ${rpcMs.toFixed(1)} ms; a watching ActivityCatalog had it ${seenMs.toFixed(1)} ms after the answer`,
       );
@@ -461,7 +429,7 @@ describe("admin service", { timeout: 180_000 }, () => {
       await admin.updateActivity({ activityId: a.id, endTime: timestampFromMs(endMs) }, ADMIN);
       assert.equal(timestampMs((await inEtcd(a.id))!.endTime!), endMs);
       assert.equal((await redis.hget(activityKeys(a.id).meta, "end_ms")) ?? "", String(endMs));
-      await refused(
+      await expectCode(
         admin.updateActivity(
           { activityId: a.id, endTime: timestampFromMs(Date.now() - 1000) },
           ADMIN,
@@ -488,12 +456,12 @@ describe("admin service", { timeout: 180_000 }, () => {
 
     const again = await admin.endActivity({ activityId: a.id }, ADMIN);
     assert.equal(again.activity?.revision, a.revision + 1n, "ending again changes nothing");
-    await refused(
+    await expectCode(
       admin.updateActivity({ activityId: a.id, perUserLimit: 5 }, ADMIN),
       Code.FailedPrecondition,
       /has ended/,
     );
-    await refused(
+    await expectCode(
       admin.publishActivity({ activityId: a.id }, ADMIN),
       Code.FailedPrecondition,
       /has ended/,
@@ -504,7 +472,7 @@ describe("admin service", { timeout: 180_000 }, () => {
     const ended = await admin.endActivity({ activityId: d.id, reason: "cancelled" }, ADMIN);
     assert.equal(ended.activity?.status, ActivityStatus.ENDED);
     assert.equal(await inEtcd(d.id), undefined);
-    await refused(coreClient.getStock({ activityId: d.id }), Code.NotFound);
+    await expectCode(coreClient.getStock({ activityId: d.id }), Code.NotFound);
   });
 
   it("refuses callers without identity (UNAUTHENTICATED) and non-admins (PERMISSION_DENIED), changing nothing", async () => {
@@ -558,9 +526,9 @@ describe("admin service", { timeout: 180_000 }, () => {
       ["Reconcile", (o) => admin.reconcile({}, o)],
     ];
     for (const [name, call] of calls) {
-      const anonymous = await refused(call(undefined), Code.Unauthenticated);
+      const anonymous = await expectCode(call(undefined), Code.Unauthenticated);
       assert.match(anonymous.rawMessage, /authentication required/, name);
-      const user = await refused(call(USER), Code.PermissionDenied);
+      const user = await expectCode(call(USER), Code.PermissionDenied);
       assert.match(user.rawMessage, /admin role required/, name);
     }
     assert.deepEqual(await count(), before, "nothing changed");
@@ -581,7 +549,10 @@ describe("admin service", { timeout: 180_000 }, () => {
         [entry?.value, entry?.reason, entry?.expiresAt],
         ["mallory", "bot", undefined],
       );
-      const addMs = await within(1000, "blocked", () => cache.isBlocked("user", "mallory"));
+      const addMs = await pollUntil(() => cache.isBlocked("user", "mallory"), {
+        timeoutMs: 1000,
+        message: "blocked",
+      });
       await admin.addBlacklistEntry(
         {
           kind: BlacklistKind.IP,
@@ -591,7 +562,10 @@ describe("admin service", { timeout: 180_000 }, () => {
         },
         ADMIN,
       );
-      await within(1000, "ip blocked", () => cache.isBlocked("ip", "10.9.8.7"));
+      await pollUntil(() => cache.isBlocked("ip", "10.9.8.7"), {
+        timeoutMs: 1000,
+        message: "ip blocked",
+      });
       console.log(
         `blacklist: blocked in a BlacklistCache ${addMs.toFixed(1)} ms after AddBlacklistEntry answered (${(performance.now() - t0).toFixed(1)} ms with the call)`,
       );
@@ -615,9 +589,10 @@ describe("admin service", { timeout: 180_000 }, () => {
       await redis.del(blacklistKey("user"), blacklistKey("ip"));
       await cache.reload();
       assert.equal(cache.isBlocked("user", "mallory"), false);
-      const healMs = await within(10_000, "mirror repaired", () =>
-        cache.isBlocked("user", "mallory"),
-      );
+      const healMs = await pollUntil(() => cache.isBlocked("user", "mallory"), {
+        timeoutMs: 10_000,
+        message: "mirror repaired",
+      });
       console.log(
         `blacklist: mirror rebuilt from MySQL ${healMs.toFixed(0)} ms after Redis lost it`,
       );
@@ -627,24 +602,27 @@ describe("admin service", { timeout: 180_000 }, () => {
         ADMIN,
       );
       assert.equal(removed.removed, true);
-      await within(1000, "unblocked", () => !cache.isBlocked("user", "mallory"));
+      await pollUntil(() => !cache.isBlocked("user", "mallory"), {
+        timeoutMs: 1000,
+        message: "unblocked",
+      });
       const twice = await admin.removeBlacklistEntry(
         { kind: BlacklistKind.USER, value: "mallory" },
         ADMIN,
       );
       assert.equal(twice.removed, false, "idempotent");
 
-      await refused(
+      await expectCode(
         admin.addBlacklistEntry({ kind: BlacklistKind.UNSPECIFIED, value: "x" }, ADMIN),
         Code.InvalidArgument,
         /kind must be/,
       );
-      await refused(
+      await expectCode(
         admin.addBlacklistEntry({ kind: BlacklistKind.IP, value: "300.1.1.1" }, ADMIN),
         Code.InvalidArgument,
         /not an IPv4 or IPv6/,
       );
-      await refused(
+      await expectCode(
         admin.addBlacklistEntry(
           { kind: BlacklistKind.USER, value: "u", expiresAt: timestampFromMs(Date.now() - 1000) },
           ADMIN,
@@ -662,21 +640,19 @@ describe("admin service", { timeout: 180_000 }, () => {
   it("self-heals etcd: a lost or stale activity entry is written again", async () => {
     const a = await published();
     await etcd.delete().key(activityKey(a.id));
-    const lostMs = await within(
-      10_000,
-      "rewritten",
-      async () => (await inEtcd(a.id)) !== undefined,
-    );
+    const lostMs = await pollUntil(async () => (await inEtcd(a.id)) !== undefined, {
+      timeoutMs: 10_000,
+      message: "rewritten",
+    });
     assert.equal((await inEtcd(a.id))?.revision, a.revision);
 
     const stale = { ...(await inEtcd(a.id))! };
     await admin.updateActivity({ activityId: a.id, title: "renamed" }, ADMIN);
     // Put back the old revision, as an etcd restored from an old backup would have it.
     await etcd.put(activityKey(a.id)).value(encodeActivity(stale));
-    const staleMs = await within(
-      10_000,
-      "stale entry replaced",
+    const staleMs = await pollUntil(
       async () => (await inEtcd(a.id))?.revision === a.revision + 1n,
+      { timeoutMs: 10_000, message: "stale entry replaced" },
     );
     assert.equal((await inEtcd(a.id))?.title, "renamed");
     const report = await internals.selfHeal.runOnce();
@@ -710,7 +686,7 @@ describe("admin service", { timeout: 180_000 }, () => {
       [draftStats.total, draftStats.remaining, draftStats.status],
       [4n, 4n, ActivityStatus.DRAFT],
     );
-    await refused(admin.getStats({ activityId: "01NOPE" }, ADMIN), Code.NotFound);
+    await expectCode(admin.getStats({ activityId: "01NOPE" }, ADMIN), Code.NotFound);
   });
 
   it("Reconcile: zero mismatches on a consistent sale, and every mismatch a test introduces", async () => {
@@ -765,7 +741,15 @@ describe("admin service", { timeout: 180_000 }, () => {
     console.log(`reconcile of a consistent sale: ${(performance.now() - t0).toFixed(1)} ms`);
     assert.deepEqual(clean.mismatches, []);
     assert.deepEqual([clean.ok, clean.checkedActivities], [true, 1]);
-    assert.equal(await gaugeValue("seckill_admin_reconcile_mismatches", { activity: a.id }), 0);
+    assert.equal(
+      await metricValue(
+        metricsRegistry,
+        "seckill_admin_reconcile_mismatches",
+        { activity: a.id },
+        { required: true },
+      ),
+      0,
+    );
     await consume(a.id);
 
     // 1. An order row disappears: the reservation is a lost order, and the counters disagree.
@@ -788,7 +772,12 @@ describe("admin service", { timeout: 180_000 }, () => {
       ),
     );
     assert.equal(
-      await gaugeValue("seckill_admin_reconcile_mismatches", { activity: a.id }),
+      await metricValue(
+        metricsRegistry,
+        "seckill_admin_reconcile_mismatches",
+        { activity: a.id },
+        { required: true },
+      ),
       lost.mismatches.length,
     );
     await odb.insertInto("orders").values(row).execute();
@@ -836,7 +825,7 @@ describe("admin service", { timeout: 180_000 }, () => {
     assert.equal((await admin.reconcile({ activityId: a.id }, ADMIN)).ok, true);
 
     const d = await draft();
-    await refused(
+    await expectCode(
       admin.reconcile({ activityId: d.id }, ADMIN),
       Code.FailedPrecondition,
       /never published/,
@@ -845,15 +834,18 @@ describe("admin service", { timeout: 180_000 }, () => {
 
   it("publishing while core is down fails UNAVAILABLE with nothing in etcd; the self-heal loop completes it", async () => {
     const d = await draft({ totalStock: 6 });
-    await core.shutdown("test: core down");
-    await refused(
+    await core.stop();
+    await expectCode(
       admin.publishActivity({ activityId: d.id }, ADMIN),
       Code.Unavailable,
       /is saved, but the warm-up in seckill-core failed/,
     );
     assert.equal(await inEtcd(d.id), undefined, "no etcd entry while core has no stock");
     await startCore();
-    const healMs = await within(15_000, "pushed by self-heal", async () => !!(await inEtcd(d.id)));
+    const healMs = await pollUntil(async () => !!(await inEtcd(d.id)), {
+      timeoutMs: 15_000,
+      message: "pushed by self-heal",
+    });
     const stock = await coreClient.getStock({ activityId: d.id });
     assert.deepEqual([stock.total, stock.remaining], [6n, 6n]);
     console.log(
@@ -867,14 +859,14 @@ describe("admin service", { timeout: 180_000 }, () => {
     const a = await published({ totalStock: 3 });
     const k = activityKeys(a.id);
     await redis.del(k.meta, k.stock, k.reserved, k.paid); // Redis lost this activity
-    await refused(
+    await expectCode(
       admin.updateActivity({ activityId: a.id, title: "after the loss" }, ADMIN),
       Code.FailedPrecondition,
       /no longer in Redis: admin will not create it again/,
     );
     const report = await internals.selfHeal.runOnce();
     assert.ok(report.failed.some((f) => f.id === a.id));
-    await refused(coreClient.getStock({ activityId: a.id }), Code.NotFound, /not warmed/);
+    await expectCode(coreClient.getStock({ activityId: a.id }), Code.NotFound, /not warmed/);
     const reconciled = await admin.reconcile({ activityId: a.id }, ADMIN);
     assert.ok(
       reconciled.mismatches.some(

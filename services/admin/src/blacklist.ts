@@ -8,9 +8,9 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Kysely, Selectable } from "kysely";
+import { blacklistKey } from "../../shared/src/data-plane/keys.ts";
 import type { Logger } from "../../shared/src/runtime/log.ts";
 import {
-  blacklistKey,
   type BlacklistEntry as MirrorEntry,
   putBlacklistEntry,
   removeBlacklistEntry,

@@ -1,8 +1,5 @@
 import { z } from "zod";
-import { baseConfigSchema } from "../../shared/src/runtime/config.ts";
-
-const int = (min: number, max: number, fallback: number) =>
-  z.coerce.number().int().min(min).max(max).default(fallback);
+import { baseConfigSchema, int } from "../../shared/src/runtime/config.ts";
 
 /** The admin service's settings: the base ones plus these (all from env). */
 export const adminConfigSchema = baseConfigSchema

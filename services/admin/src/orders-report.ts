@@ -4,8 +4,9 @@
  * Admin never writes it. Without the table (order not deployed or not
  * migrated yet) GetStats shows zero orders and Reconcile refuses.
  *
- * Note: `orders` has no index on activity_id (order's schema), so these scans
- * read the whole table; fine for reporting at moderate sizes.
+ * `orders` is indexed by (activity_id, status) (order's migration
+ * 0002_orders_by_activity), so both reads visit only the activity's rows:
+ * counts() groups them by status, facts() pages through them by id.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Kysely } from "kysely";

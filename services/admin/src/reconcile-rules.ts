@@ -9,6 +9,7 @@
  * expected for a little while and become mismatches after `graceMs`.
  */
 import { MismatchKind } from "../../gen/seckill/admin/v1/admin_pb.ts";
+import { type ActivityKeys, activityKeys } from "../../shared/src/data-plane/keys.ts";
 
 export type ReservationStatusName = "RESERVED" | "PAID" | "RELEASED";
 export type OrderStatusName = "PENDING_PAYMENT" | "PAID" | "CANCELLED";
@@ -115,7 +116,7 @@ const showOrder = (o: OrderFacts) =>
 /** Everything that disagrees for one activity; empty when consistent. */
 export function compareActivity(s: ActivitySnapshot, nowMs: number, graceMs: number): Finding[] {
   const out: Finding[] = [];
-  const tag = `{act:${s.activityId}}`;
+  const k = activityKeys(s.activityId);
   const add = (
     kind: MismatchKind,
     key: string,
@@ -124,11 +125,11 @@ export function compareActivity(s: ActivitySnapshot, nowMs: number, graceMs: num
     detail: string,
   ) => out.push({ activityId: s.activityId, kind, key, redisValue, mysqlValue, detail });
 
-  configFindings(s, add, tag);
+  configFindings(s, add, k);
   if (!s.counters) {
     add(
       MismatchKind.CONFIG,
-      `${tag}:meta`,
+      k.meta,
       "",
       `revision ${s.expected.revision}`,
       "published in MySQL but core has no stock for it in Redis (never warmed up, or Redis lost it)",
@@ -141,7 +142,7 @@ export function compareActivity(s: ActivitySnapshot, nowMs: number, graceMs: num
   if (c.remaining + c.reserved + c.paid !== c.total)
     add(
       MismatchKind.CONSERVATION,
-      `${tag}:stock`,
+      k.stock,
       `remaining ${c.remaining} + reserved ${c.reserved} + paid ${c.paid} = ${c.remaining + c.reserved + c.paid}`,
       `total ${c.total}`,
       "remaining + reserved + paid != total in Redis (I5)",
@@ -149,7 +150,7 @@ export function compareActivity(s: ActivitySnapshot, nowMs: number, graceMs: num
   if (c.remaining < 0)
     add(
       MismatchKind.CONSERVATION,
-      `${tag}:stock`,
+      k.stock,
       String(c.remaining),
       "",
       "remaining stock is negative: oversold (I1)",
@@ -157,7 +158,7 @@ export function compareActivity(s: ActivitySnapshot, nowMs: number, graceMs: num
   if (c.total !== s.expected.totalStock)
     add(
       MismatchKind.COUNTER,
-      `${tag}:meta total`,
+      `${k.meta} total`,
       String(c.total),
       String(s.expected.totalStock),
       "core's total stock differs from the activity's total_stock",
@@ -246,7 +247,7 @@ export function compareActivity(s: ActivitySnapshot, nowMs: number, graceMs: num
   if (c.reserved !== recordsReserved)
     add(
       MismatchKind.COUNTER,
-      `${tag}:reserved`,
+      k.reserved,
       String(c.reserved),
       "",
       `reserved counter != ${recordsReserved} units in RESERVED reservation records`,
@@ -254,7 +255,7 @@ export function compareActivity(s: ActivitySnapshot, nowMs: number, graceMs: num
   if (c.paid !== recordsPaid)
     add(
       MismatchKind.COUNTER,
-      `${tag}:paid`,
+      k.paid,
       String(c.paid),
       "",
       `paid counter != ${recordsPaid} units in PAID reservation records`,
@@ -271,7 +272,7 @@ export function compareActivity(s: ActivitySnapshot, nowMs: number, graceMs: num
   if (c.paid !== expectedPaid)
     add(
       MismatchKind.COUNTER,
-      `${tag}:paid`,
+      k.paid,
       String(c.paid),
       String(paidUnits),
       inFlightPaid > 0
@@ -284,7 +285,7 @@ export function compareActivity(s: ActivitySnapshot, nowMs: number, graceMs: num
   if (heldRedis !== expectedHeld)
     add(
       MismatchKind.COUNTER,
-      `${tag}:reserved+paid`,
+      `${k.reserved}+paid`,
       String(heldRedis),
       String(heldMysql),
       `Redis reserved + paid != PENDING_PAYMENT + PAID units in MySQL` +
@@ -299,7 +300,7 @@ export function compareActivity(s: ActivitySnapshot, nowMs: number, graceMs: num
     if (held !== fromRecords)
       add(
         MismatchKind.COUNTER,
-        `${tag}:users ${user}`,
+        `${k.users} ${user}`,
         String(held),
         "",
         `the users hash says ${held} units, the reservation records ${fromRecords}`,
@@ -307,7 +308,7 @@ export function compareActivity(s: ActivitySnapshot, nowMs: number, graceMs: num
     if (held > s.expected.maxPerUserLimit)
       add(
         MismatchKind.USER_LIMIT,
-        `${tag}:users ${user}`,
+        `${k.users} ${user}`,
         String(held),
         String(s.expected.maxPerUserLimit),
         `user ${user} holds ${held} units; the per-user limit never exceeded ${s.expected.maxPerUserLimit} (I3)`,
@@ -317,7 +318,7 @@ export function compareActivity(s: ActivitySnapshot, nowMs: number, graceMs: num
     if (!s.users.has(user))
       add(
         MismatchKind.COUNTER,
-        `${tag}:users ${user}`,
+        `${k.users} ${user}`,
         "",
         "",
         `the reservation records give ${user} ${held} units but the users hash has no entry`,
@@ -370,7 +371,7 @@ type Add = (
 ) => void;
 
 /** etcd and core's meta against the MySQL definition. */
-function configFindings(s: ActivitySnapshot, add: Add, tag: string): void {
+function configFindings(s: ActivitySnapshot, add: Add, k: ActivityKeys): void {
   const e = s.expected;
   const key = `/seckill/activities/${s.activityId}`;
   if (s.etcdJson === undefined) {
@@ -405,7 +406,7 @@ function configFindings(s: ActivitySnapshot, add: Add, tag: string): void {
   if (coreRevision !== e.revision) {
     add(
       MismatchKind.CONFIG,
-      `${tag}:meta`,
+      k.meta,
       `revision ${coreRevision}`,
       `revision ${e.revision}`,
       coreRevision < e.revision
@@ -425,7 +426,7 @@ function configFindings(s: ActivitySnapshot, add: Add, tag: string): void {
     if (redis !== mysql)
       add(
         MismatchKind.CONFIG,
-        `${tag}:meta ${field}`,
+        `${k.meta} ${field}`,
         redis ?? "",
         mysql,
         `core's ${field} differs from MySQL at the same revision`,

@@ -1,6 +1,6 @@
 /**
  * Reconcile: per published (or ended) activity, reads core's Redis keys
- * READ-ONLY (layout in services/seckill-core/src/keys.ts; admin never writes
+ * READ-ONLY (layout in the data-plane contract, docs/data-plane.md; admin never writes
  * them), order's rows in MySQL (read-only) and the definition in etcd, and
  * hands the snapshot to reconcile-rules.ts.
  *
@@ -16,11 +16,15 @@
  * the sale, or drained) the result is exact.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { activityKeys, ORDER_CONSUMER_GROUP } from "../../seckill-core/src/keys.ts";
+import { activityKeys } from "../../shared/src/data-plane/keys.ts";
+import {
+  ORDER_CONSUMER_GROUP,
+  ORDER_INTENT_FIELDS,
+} from "../../shared/src/data-plane/order-intent.ts";
 import type { Logger } from "../../shared/src/runtime/log.ts";
+import { sleep } from "../../shared/src/runtime/time.ts";
 import { activityKey, encodeActivity } from "../../shared/src/sale/activities.ts";
 import type { Etcd3 } from "../../shared/src/stores/etcd.ts";
-import { sleep } from "../../shared/src/stores/etcd.ts";
 import type { Redis } from "../../shared/src/stores/redis.ts";
 import { reconcileMismatches, reconcileRuns, reconcileSeconds } from "./metrics.ts";
 import type { OrdersReport } from "./orders-report.ts";
@@ -190,7 +194,7 @@ export class Reconciler {
   }
 }
 
-/** The "order" group's last-delivered id and pending (delivered, unacknowledged) entries. */
+/** Order's consumer group's last-delivered id and pending (delivered, unacknowledged) entries. */
 export async function readStreamState(redis: Redis, key: string): Promise<StreamState> {
   let groups: unknown[];
   try {
@@ -239,7 +243,7 @@ async function readEntries(
   for (;;) {
     const page = await redis.xrange(key, start, headId, "COUNT", 1000);
     for (const [streamId, fields] of page) {
-      const at = fields.indexOf("oid");
+      const at = fields.indexOf(ORDER_INTENT_FIELDS.orderId);
       out.push({ streamId, orderId: at >= 0 ? (fields[at + 1] ?? "") : "" });
     }
     if (page.length < 1000) return out;

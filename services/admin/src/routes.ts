@@ -3,7 +3,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { AdminService, BlacklistKind } from "../../gen/seckill/admin/v1/admin_pb.ts";
 import type { Logger } from "../../shared/src/runtime/log.ts";
-import type { Routes } from "../../shared/src/transport/grpc.ts";
+import type { Routes } from "../../shared/src/transport/grpc-server.ts";
 import { requireAdmin } from "../../shared/src/transport/identity.ts";
 import type { Blacklist, BlacklistRow } from "./blacklist.ts";
 import type { Catalog } from "./catalog.ts";

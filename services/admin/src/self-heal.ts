@@ -9,12 +9,13 @@
  */
 
 import type { Logger } from "../../shared/src/runtime/log.ts";
+import { sleep } from "../../shared/src/runtime/time.ts";
 import {
   ACTIVITIES_PREFIX,
   activityKey,
   encodeActivity,
 } from "../../shared/src/sale/activities.ts";
-import { type Etcd3, sleep } from "../../shared/src/stores/etcd.ts";
+import type { Etcd3 } from "../../shared/src/stores/etcd.ts";
 import type { Blacklist } from "./blacklist.ts";
 import { selfHealRepairs, selfHealRuns } from "./metrics.ts";
 import { type Propagator, storedRevision } from "./publisher.ts";

@@ -8,8 +8,8 @@
 import type { Kysely } from "kysely";
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
 import type { ServiceSpec } from "../../shared/src/runtime/server.ts";
-import { createDb, migrate } from "../../shared/src/stores/mysql.ts";
-import { closeRedis, createRedis, type Redis } from "../../shared/src/stores/redis.ts";
+import { createDb, migrate, waitForMysql } from "../../shared/src/stores/mysql.ts";
+import { closeRedis, createRedis, waitForRedis } from "../../shared/src/stores/redis.ts";
 import { Blacklist } from "./blacklist.ts";
 import { Catalog } from "./catalog.ts";
 import type { AdminConfig } from "./config.ts";
@@ -34,24 +34,24 @@ export function adminService(
   config: AdminConfig,
   onReady?: (internals: AdminInternals) => void,
 ): ServiceSpec<AdminConfig> {
-  let db: Kysely<AdminDatabase> | undefined;
-  const connections: Redis[] = [];
-  let selfHeal: SelfHeal | undefined;
-  let rates: RateSampler | undefined;
-
   return {
     name: SERVICE_NAME,
     config,
     async setup(ctx) {
-      const { log } = ctx;
-      db = createDb<AdminDatabase>(config.MYSQL_URI);
+      const { log, cleanup } = ctx;
+      const db = createDb<AdminDatabase>(config.MYSQL_URI);
+      cleanup.add(() => db.destroy());
+      await waitForMysql(db, log);
       await migrate(db as unknown as Kysely<unknown>, SERVICE_NAME, adminMigrations, log);
       const redis = createRedis(config.REDIS_URL, log);
-      connections.push(redis);
+      cleanup.add(() => closeRedis(redis));
+      await waitForRedis(redis, config.REDIS_URL);
       let coreRedis = redis;
       if (config.CORE_REDIS_URL && config.CORE_REDIS_URL !== config.REDIS_URL) {
-        coreRedis = createRedis(config.CORE_REDIS_URL, log);
-        connections.push(coreRedis);
+        const other = createRedis(config.CORE_REDIS_URL, log);
+        cleanup.add(() => closeRedis(other));
+        await waitForRedis(other, config.CORE_REDIS_URL);
+        coreRedis = other;
       }
 
       const store = new CatalogStore(db);
@@ -83,10 +83,11 @@ export function adminService(
         log,
         graceMs: config.RECONCILE_GRACE_SECONDS * 1000,
       });
-      rates = new RateSampler(coreRedis, log);
+      const rates = new RateSampler(coreRedis, log);
       rates.start();
+      cleanup.add(() => rates.stop());
 
-      selfHeal = new SelfHeal({
+      const selfHeal = new SelfHeal({
         store,
         propagator,
         blacklist,
@@ -96,6 +97,7 @@ export function adminService(
       });
       // Not awaited: core may still be starting; the loop retries every interval.
       selfHeal.start(ctx.shutdownSignal);
+      cleanup.add(() => selfHeal.stop());
       onReady?.({ selfHeal });
 
       return adminRoutes({
@@ -105,13 +107,6 @@ export function adminService(
         stats: { store, orders, core, rates },
         log,
       });
-    },
-    async close() {
-      rates?.stop();
-      await selfHeal?.stop();
-      await Promise.all(connections.map(closeRedis));
-      for (const r of connections) r.disconnect();
-      await db?.destroy();
     },
   };
 }

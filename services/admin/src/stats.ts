@@ -20,9 +20,9 @@ import {
   GetStatsResponseSchema,
 } from "../../gen/seckill/admin/v1/admin_pb.ts";
 import { ActivityStatus } from "../../gen/seckill/common/v1/common_pb.ts";
-import { activityKeys } from "../../seckill-core/src/keys.ts";
+import { activityKeys } from "../../shared/src/data-plane/keys.ts";
 import type { Logger } from "../../shared/src/runtime/log.ts";
-import { sleep } from "../../shared/src/stores/etcd.ts";
+import { sleep } from "../../shared/src/runtime/time.ts";
 import type { Redis } from "../../shared/src/stores/redis.ts";
 import type { OrdersReport } from "./orders-report.ts";
 import type { CoreClient } from "./publisher.ts";

@@ -5,13 +5,13 @@
 import { isIPv4, isIPv6 } from "node:net";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { idProblem } from "../../shared/src/data-plane/ids.ts";
 
 export const LIMITS = {
   nameMax: 200,
   titleMax: 200,
   descriptionMax: 5000,
   imageUrlMax: 1024,
-  idMax: 64,
   /** Stock and prices stay exact in Lua doubles and JS numbers with a wide margin. */
   totalStockMax: 1_000_000_000,
   perUserLimitMax: 10_000,
@@ -26,10 +26,10 @@ const MAX_TIME_MS = Date.UTC(9999, 11, 31);
 
 export const invalid = (message: string) => new ConnectError(message, Code.InvalidArgument);
 
+/** An id of the data-plane grammar (shared data-plane/ids.ts). */
 export function requireId(field: string, value: string): string {
-  if (!value) throw invalid(`${field} is required`);
-  if (value.length > LIMITS.idMax || /[\s/]/.test(value))
-    throw invalid(`${field} ${JSON.stringify(value.slice(0, 80))} is not a valid id`);
+  const problem = idProblem(field, value);
+  if (problem) throw invalid(problem);
   return value;
 }
 

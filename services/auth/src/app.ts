@@ -1,9 +1,10 @@
 /** Wiring: stores, keys and the domain objects of one auth instance, as a ServiceSpec. */
 import type { Kysely } from "kysely";
+import { Cleanup } from "../../shared/src/runtime/cleanup.ts";
 import type { Logger } from "../../shared/src/runtime/log.ts";
 import type { ServiceSpec } from "../../shared/src/runtime/server.ts";
-import { createDb, migrate } from "../../shared/src/stores/mysql.ts";
-import { closeRedis, createRedis } from "../../shared/src/stores/redis.ts";
+import { createDb, migrate, waitForMysql } from "../../shared/src/stores/mysql.ts";
+import { closeRedis, createRedis, waitForRedis } from "../../shared/src/stores/redis.ts";
 import { Auth } from "./auth.ts";
 import type { AuthConfig } from "./config.ts";
 import { generateSigningKey, type KeyRing, keyRing, parsePrivateKeys } from "./keys.ts";
@@ -46,16 +47,16 @@ export interface OpenedAuth {
 /** Opens MySQL (and migrates), Redis and the keys; makes the bootstrap admin. */
 export async function openAuth(config: AuthConfig, log: Logger): Promise<OpenedAuth> {
   const ring = loadKeyRing(config, log);
+  const cleanup = new Cleanup();
+  const close = () => cleanup.run();
   const db = createDb<AuthDatabase>(config.MYSQL_URI);
+  cleanup.add(() => db.destroy());
   const redis = createRedis(config.REDIS_URL, log);
-  let purgeTimer: NodeJS.Timeout | undefined;
-  const close = async () => {
-    clearInterval(purgeTimer);
-    await closeRedis(redis);
-    await db.destroy();
-  };
+  cleanup.add(() => closeRedis(redis));
   try {
+    await waitForMysql(db, log);
     await migrate(db as unknown as Kysely<unknown>, "auth", authMigrations, log);
+    await waitForRedis(redis, config.REDIS_URL);
     const users = new UserStore(db);
     const sessions = new SessionStore(db);
     const hasher = new PasswordHasher({
@@ -84,12 +85,13 @@ export async function openAuth(config: AuthConfig, log: Logger): Promise<OpenedA
         "ALLOW_PROVISIONING: ProvisionUsers is enabled (load tests only: provisioned users share one password hash per call)",
       );
     }
-    purgeTimer = setInterval(() => {
+    const purgeTimer = setInterval(() => {
       sessions.purgeExpired().then(
         (n) => n > 0 && log.info({ deleted: n }, "expired refresh tokens purged"),
         (err) => log.warn({ err: (err as Error).message }, "refresh token purge failed"),
       );
     }, PURGE_EVERY_MS).unref();
+    cleanup.add(() => clearInterval(purgeTimer));
     const routes = authRoutes({
       auth,
       log,
@@ -110,14 +112,13 @@ export async function openAuth(config: AuthConfig, log: Logger): Promise<OpenedA
 
 /** The auth service as startService / runService take it. */
 export function authSpec(config: AuthConfig): ServiceSpec<AuthConfig> {
-  let opened: OpenedAuth | undefined;
   return {
     name: "auth",
     config,
     async setup(ctx) {
-      opened = await openAuth(config, ctx.log);
+      const opened = await openAuth(config, ctx.log);
+      ctx.cleanup.add(() => opened.close());
       return opened.routes;
     },
-    close: async () => opened?.close(),
   };
 }

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
+import { type Client, Code, createClient } from "@connectrpc/connect";
 import { createPool, type Pool } from "mysql2/promise";
 import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
 import { Role } from "../../gen/seckill/common/v1/common_pb.ts";
@@ -21,11 +21,12 @@ import {
   startRedis,
 } from "../../shared/src/stack/index.ts";
 import { createDb } from "../../shared/src/stores/mysql.ts";
+import { expectCode } from "../../shared/src/testing/codes.ts";
 import {
   type ServiceProcess,
   startServiceProcess,
 } from "../../shared/src/testing/service-process.ts";
-import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc.ts";
+import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc-client.ts";
 import {
   type Caller,
   CLIENT_IP_HEADER,
@@ -33,11 +34,11 @@ import {
 } from "../../shared/src/transport/identity.ts";
 import { authSpec, openAuth } from "./app.ts";
 import { BAD_CREDENTIALS } from "./auth.ts";
+import { createJwtVerifier } from "./client.ts";
 import { loadAuthConfig } from "./config.ts";
 import { generateSigningKey } from "./keys.ts";
 import type { AuthDatabase } from "./schema.ts";
 import { SessionStore } from "./sessions.ts";
-import { createJwtVerifier } from "./verifier.ts";
 
 const ADMIN = { username: "root", password: "admin-password-for-tests" };
 const k1 = generateSigningKey("k1");
@@ -109,18 +110,6 @@ async function asCaller(
   return { headers: identityHeaders(caller) };
 }
 
-async function refused(promise: Promise<unknown>, code: Code, message?: RegExp) {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof ConnectError, String(err));
-    assert.equal(Code[err.code], Code[code], err.rawMessage);
-    if (message) assert.match(err.rawMessage, message);
-    return err;
-  }
-  assert.fail(`expected ${Code[code]}`);
-}
-
 before(async () => {
   [mariadb, redis, etcd] = await Promise.all([startMariaDb(), startRedis(), startEtcd()]);
   sqlPool = createPool({ uri: mariadb.uri, connectionLimit: 2 });
@@ -167,7 +156,7 @@ describe("auth service", { timeout: 120_000 }, () => {
     const me = await a.client.getMe({}, await asCaller(a.client, tokens.accessToken));
     assert.equal(me.user?.id, userId);
     assert.equal(me.user?.username, "alice");
-    await refused(a.client.getMe({}), Code.Unauthenticated, /authentication required/);
+    await expectCode(a.client.getMe({}), Code.Unauthenticated, /authentication required/);
 
     const refreshed = await a.client.refresh({ refreshToken: tokens.refreshToken });
     assert.notEqual(refreshed.tokens?.refreshToken, tokens.refreshToken);
@@ -178,44 +167,48 @@ describe("auth service", { timeout: 120_000 }, () => {
     const { tokens } = await a.client.register({ username: "rita", password: "rita's password!" });
     const first = tokens!.refreshToken;
     const second = (await a.client.refresh({ refreshToken: first })).tokens!.refreshToken;
-    await refused(a.client.refresh({ refreshToken: first }), Code.Unauthenticated, /already used/);
-    await refused(a.client.refresh({ refreshToken: second }), Code.Unauthenticated, /revoked/);
+    await expectCode(
+      a.client.refresh({ refreshToken: first }),
+      Code.Unauthenticated,
+      /already used/,
+    );
+    await expectCode(a.client.refresh({ refreshToken: second }), Code.Unauthenticated, /revoked/);
     // A new login is a new session.
     const again = await a.client.login({ username: "rita", password: "rita's password!" });
     await a.client.refresh({ refreshToken: again.tokens!.refreshToken });
     // An access token is not a refresh token, and garbage is garbage.
-    await refused(
+    await expectCode(
       a.client.refresh({ refreshToken: again.tokens!.accessToken }),
       Code.Unauthenticated,
       /not a refresh token/,
     );
-    await refused(a.client.refresh({ refreshToken: "x.y.z" }), Code.Unauthenticated, /invalid/);
-    await refused(a.client.refresh({ refreshToken: "" }), Code.InvalidArgument, /required/);
+    await expectCode(a.client.refresh({ refreshToken: "x.y.z" }), Code.Unauthenticated, /invalid/);
+    await expectCode(a.client.refresh({ refreshToken: "" }), Code.InvalidArgument, /required/);
   });
 
   it("refuses a taken username with ALREADY_EXISTS and bad input with INVALID_ARGUMENT", async () => {
     await a.client.register({ username: "bob", password: "bob's password" });
-    await refused(
+    await expectCode(
       a.client.register({ username: "BOB", password: "another password" }),
       Code.AlreadyExists,
       /"bob" is already taken/,
     );
-    await refused(
+    await expectCode(
       a.client.register({ username: "b", password: "long enough" }),
       Code.InvalidArgument,
       /3 to 64 characters/,
     );
-    await refused(
+    await expectCode(
       a.client.register({ username: "bob smith", password: "long enough" }),
       Code.InvalidArgument,
       /only letters, digits/,
     );
-    await refused(
+    await expectCode(
       a.client.register({ username: "bobby", password: "short" }),
       Code.InvalidArgument,
       /at least 8 characters/,
     );
-    await refused(
+    await expectCode(
       a.client.login({ username: "", password: "whatever1" }),
       Code.InvalidArgument,
       /required/,
@@ -224,11 +217,11 @@ describe("auth service", { timeout: 120_000 }, () => {
 
   it("answers a wrong password and an unknown user with the same UNAUTHENTICATED", async () => {
     await a.client.register({ username: "erin", password: "erin's password" });
-    const wrong = await refused(
+    const wrong = await expectCode(
       a.client.login({ username: "erin", password: "not erin's password" }),
       Code.Unauthenticated,
     );
-    const unknown = await refused(
+    const unknown = await expectCode(
       a.client.login({ username: "nobody-here", password: "erin's password" }),
       Code.Unauthenticated,
     );
@@ -239,12 +232,12 @@ describe("auth service", { timeout: 120_000 }, () => {
   it("rate-limits failed logins per username, across instances, with a retry-after", async () => {
     await a.client.register({ username: "carol", password: "carol's password" });
     for (let i = 0; i < 10; i++) {
-      await refused(
+      await expectCode(
         a.client.login({ username: "carol", password: `guess number ${i}` }),
         Code.Unauthenticated,
       );
     }
-    const limited = await refused(
+    const limited = await expectCode(
       a.client.login({ username: "carol", password: "carol's password" }),
       Code.ResourceExhausted,
       /too many failed login attempts for this username; retry in \d+ s/,
@@ -253,7 +246,7 @@ describe("auth service", { timeout: 120_000 }, () => {
     assert.ok(retryAfter > 250 && retryAfter <= 300, `retry-after ${retryAfter}`);
     // Another instance sees the same counter (Redis).
     const other = await startAuth();
-    await refused(
+    await expectCode(
       other.client.login({ username: "carol", password: "carol's password" }),
       Code.ResourceExhausted,
     );
@@ -263,7 +256,7 @@ describe("auth service", { timeout: 120_000 }, () => {
   it("clears a username's failures on a successful login", async () => {
     await a.client.register({ username: "dave", password: "dave's password" });
     const fail = () =>
-      refused(
+      expectCode(
         a.client.login({ username: "dave", password: "wrong password" }),
         Code.Unauthenticated,
       );
@@ -275,12 +268,12 @@ describe("auth service", { timeout: 120_000 }, () => {
   it("rate-limits failed logins per client IP, whatever the usernames", async () => {
     const headers = { [CLIENT_IP_HEADER]: "203.0.113.7" };
     for (let i = 0; i < 20; i++) {
-      await refused(
+      await expectCode(
         a.client.login({ username: `ghost-${i}`, password: "any password" }, { headers }),
         Code.Unauthenticated,
       );
     }
-    await refused(
+    await expectCode(
       a.client.login({ username: "ghost-x", password: "any password" }, { headers }),
       Code.ResourceExhausted,
       /for this address/,
@@ -329,8 +322,8 @@ describe("auth service", { timeout: 120_000 }, () => {
     const c = await startAuth({ JWT_PRIVATE_KEYS: JSON.stringify([k2.entry]) });
     const viaC = verifierOf(c.client);
     assert.equal((await viaC.verify(fresh.tokens!.accessToken)).userId, fresh.user?.id);
-    await refused(viaC.verify(oldAccess), Code.Unauthenticated, /unknown key \(kid "k1"\)/);
-    await refused(
+    await expectCode(viaC.verify(oldAccess), Code.Unauthenticated, /unknown key \(kid "k1"\)/);
+    await expectCode(
       c.client.refresh({
         refreshToken: (await a.client.login({ username: "kim", password: "kim's password" }))
           .tokens!.refreshToken,
@@ -394,24 +387,24 @@ describe("auth service", { timeout: 120_000 }, () => {
     };
 
     it("is disabled by default (FAILED_PRECONDITION) and admin-only", async () => {
-      await refused(
+      await expectCode(
         a.client.provisionUsers(request, admin),
         Code.FailedPrecondition,
         /ALLOW_PROVISIONING=true/,
       );
-      await refused(p.client.provisionUsers(request), Code.Unauthenticated);
-      await refused(p.client.provisionUsers(request, user), Code.PermissionDenied);
-      await refused(
+      await expectCode(p.client.provisionUsers(request), Code.Unauthenticated);
+      await expectCode(p.client.provisionUsers(request, user), Code.PermissionDenied);
+      await expectCode(
         p.client.provisionUsers({ ...request, count: 5001 }, admin),
         Code.InvalidArgument,
         /above the cap of 5000/,
       );
-      await refused(
+      await expectCode(
         p.client.provisionUsers({ ...request, usernamePrefix: "bad prefix " }, admin),
         Code.InvalidArgument,
         /username_prefix makes invalid usernames/,
       );
-      await refused(
+      await expectCode(
         p.client.provisionUsers({ ...request, password: "short" }, admin),
         Code.InvalidArgument,
         /at least 8/,
@@ -560,7 +553,7 @@ describe("auth as a process", { timeout: 60_000 }, () => {
     const secrets: string[] = [secret, ADMIN.password];
     const reg = await client.register({ username: "logcheck", password: secret });
     secrets.push(reg.tokens!.accessToken, reg.tokens!.refreshToken);
-    await refused(
+    await expectCode(
       client.login({ username: "logcheck", password: `${secret}!` }),
       Code.Unauthenticated,
     );
@@ -568,7 +561,7 @@ describe("auth as a process", { timeout: 60_000 }, () => {
     secrets.push(login.tokens!.accessToken, login.tokens!.refreshToken);
     const refreshed = await client.refresh({ refreshToken: login.tokens!.refreshToken });
     secrets.push(refreshed.tokens!.refreshToken);
-    await refused(
+    await expectCode(
       client.refresh({ refreshToken: login.tokens!.refreshToken }),
       Code.Unauthenticated,
     );

@@ -1,16 +1,13 @@
 import { z } from "zod";
-import { baseConfigSchema, ConfigError, loadConfig } from "../../shared/src/runtime/config.ts";
+import {
+  baseConfigSchema,
+  ConfigError,
+  flag,
+  int,
+  loadConfig,
+} from "../../shared/src/runtime/config.ts";
 import { parsePrivateKeys } from "./keys.ts";
 import { PASSWORD_MAX, PASSWORD_MIN } from "./passwords.ts";
-
-/** "true"/"false" (also 1/0, yes/no); z.coerce.boolean would read "false" as true. */
-const flag = z
-  .enum(["true", "false", "1", "0", "yes", "no", ""])
-  .default("false")
-  .transform((v) => v === "true" || v === "1" || v === "yes");
-
-const int = (min: number, max: number, fallback: number) =>
-  z.coerce.number().int().min(min).max(max).default(fallback);
 
 /** The auth service's settings: the base ones plus these (all from env). */
 export const authConfigSchema = baseConfigSchema
@@ -25,7 +22,7 @@ export const authConfigSchema = baseConfigSchema
     /** Ed25519 private keys (PEM or JSON, see keys.ts); the first signs, all are published. */
     JWT_PRIVATE_KEYS: z.string().optional(),
     /** Without JWT_PRIVATE_KEYS, generate an ephemeral key at start (dev only, one instance). */
-    AUTH_DEV_KEYS: flag,
+    AUTH_DEV_KEYS: flag(),
     JWT_ISSUER: z.string().min(1).default("seckill-auth"),
     JWT_AUDIENCE: z.string().min(1).default("seckill"),
     ACCESS_TOKEN_TTL_SECONDS: int(30, 24 * 3600, 15 * 60),
@@ -47,7 +44,7 @@ export const authConfigSchema = baseConfigSchema
     ADMIN_PASSWORD: z.string().optional(),
 
     /** Enables ProvisionUsers (load tests only; never in production). */
-    ALLOW_PROVISIONING: flag,
+    ALLOW_PROVISIONING: flag(),
     /** Users per ProvisionUsers call; bounds the response (~0.5 KB per user with tokens). */
     PROVISION_MAX_PER_CALL: int(1, 50_000, 5_000),
   })

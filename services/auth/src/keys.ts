@@ -19,7 +19,7 @@
 
 import type { KeyObject } from "node:crypto";
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
-import type { Jwk } from "./verifier.ts";
+import type { Jwk } from "./client.ts";
 
 export interface SigningKey {
   readonly kid: string;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { codeIs } from "../../shared/src/testing/codes.ts";
 import {
   DEFAULT_SCRYPT,
   normalizeUsername,
@@ -9,14 +10,6 @@ import {
   validatePassword,
   validateUsername,
 } from "./passwords.ts";
-
-const invalidArgument = (fn: () => void, message: RegExp) =>
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof ConnectError);
-    assert.equal(err.code, Code.InvalidArgument);
-    assert.match(err.rawMessage, message);
-    return true;
-  });
 
 describe("password hashing (scrypt)", () => {
   it(`hashes with ln=${DEFAULT_SCRYPT.logN} r=8 p=1 in the stored format, verifies, and times itself`, async () => {
@@ -83,25 +76,43 @@ describe("username and password rules", () => {
   it("accepts ordinary names and refuses bad ones with a clear message", () => {
     for (const ok of ["alice", "bob.smith", "buyer-19999", "a_b", "007"]) validateUsername(ok);
     assert.equal(normalizeUsername("Alice"), "alice");
-    invalidArgument(() => validateUsername(""), /username is required/);
-    invalidArgument(() => validateUsername("ab"), /3 to 64 characters/);
-    invalidArgument(() => validateUsername("a".repeat(65)), /3 to 64 characters/);
-    invalidArgument(() => validateUsername("al ice"), /only letters, digits/);
-    invalidArgument(() => validateUsername("-alice"), /start with a letter or a digit/);
-    invalidArgument(() => validateUsername("{act:1}"), /only letters/);
+    assert.throws(() => validateUsername(""), codeIs(Code.InvalidArgument, /username is required/));
+    assert.throws(() => validateUsername("ab"), codeIs(Code.InvalidArgument, /3 to 64 characters/));
+    assert.throws(
+      () => validateUsername("a".repeat(65)),
+      codeIs(Code.InvalidArgument, /3 to 64 characters/),
+    );
+    assert.throws(
+      () => validateUsername("al ice"),
+      codeIs(Code.InvalidArgument, /only letters, digits/),
+    );
+    assert.throws(
+      () => validateUsername("-alice"),
+      codeIs(Code.InvalidArgument, /start with a letter or a digit/),
+    );
+    assert.throws(() => validateUsername("{act:1}"), codeIs(Code.InvalidArgument, /only letters/));
   });
 
   it("accepts long passphrases and refuses weak ones", () => {
     validatePassword("correct horse battery staple", "alice");
     validatePassword("ünïcødé-pass");
-    invalidArgument(() => validatePassword(""), /password is required/);
-    invalidArgument(() => validatePassword("short"), /at least 8 characters/);
-    invalidArgument(() => validatePassword("xy".repeat(65)), /at most 128/);
-    invalidArgument(
-      () => validatePassword("alice-in-wonderland", "alice-in-wonderland"),
-      /not be the username/,
+    assert.throws(() => validatePassword(""), codeIs(Code.InvalidArgument, /password is required/));
+    assert.throws(
+      () => validatePassword("short"),
+      codeIs(Code.InvalidArgument, /at least 8 characters/),
     );
-    invalidArgument(() => validatePassword("Password123"), /too common/);
-    invalidArgument(() => validatePassword("aaaaaaaaaa"), /too common/);
+    assert.throws(
+      () => validatePassword("xy".repeat(65)),
+      codeIs(Code.InvalidArgument, /at most 128/),
+    );
+    assert.throws(
+      () => validatePassword("alice-in-wonderland", "alice-in-wonderland"),
+      codeIs(Code.InvalidArgument, /not be the username/),
+    );
+    assert.throws(
+      () => validatePassword("Password123"),
+      codeIs(Code.InvalidArgument, /too common/),
+    );
+    assert.throws(() => validatePassword("aaaaaaaaaa"), codeIs(Code.InvalidArgument, /too common/));
   });
 });

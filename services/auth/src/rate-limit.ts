@@ -10,6 +10,7 @@
  * this runs unchanged on Redis Cluster.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
+import { LOGIN_RATE_PREFIX, loginIpKey, loginUserKey } from "../../shared/src/data-plane/keys.ts";
 import type { Redis } from "../../shared/src/stores/redis.ts";
 
 // KEYS[1] counter; ARGV[1] limit, ARGV[2] window ms.
@@ -45,7 +46,7 @@ export interface LoginLimits {
   maxPerUser: number;
   maxPerIp: number;
   windowMs: number;
-  /** Key prefix; default "auth:login". */
+  /** Key prefix; default LOGIN_RATE_PREFIX ("auth:login", data-plane keys.ts). */
   prefix?: string;
 }
 
@@ -70,11 +71,11 @@ export class LoginLimiter {
       redis.defineCommand("authLoginRelease", { numberOfKeys: 1, lua: RELEASE });
     }
     this.redis = redis as Redis & LimiterCommands;
-    this.prefix = limits.prefix ?? "auth:login";
+    this.prefix = limits.prefix ?? LOGIN_RATE_PREFIX;
   }
 
-  userKey = (username: string) => `${this.prefix}:user:${username}`;
-  ipKey = (ip: string) => `${this.prefix}:ip:${ip}`;
+  userKey = (username: string) => loginUserKey(username, this.prefix);
+  ipKey = (ip: string) => loginIpKey(ip, this.prefix);
 
   /**
    * Counts one attempt for the username (and the IP when known), or throws

@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
 import { Role as ProtoRole } from "../../gen/seckill/common/v1/common_pb.ts";
 import type { Logger } from "../../shared/src/runtime/log.ts";
-import type { Routes } from "../../shared/src/transport/grpc.ts";
+import type { Routes } from "../../shared/src/transport/grpc-server.ts";
 import {
   CLIENT_IP_HEADER,
   type Role,

@@ -17,8 +17,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { errors, type JWTPayload, jwtVerify } from "jose";
 import { newId } from "../../shared/src/data-plane/ids.ts";
 import type { Role } from "../../shared/src/transport/identity.ts";
+import { ACCESS_TOKEN_TYP, JWT_ALG, REFRESH_TOKEN_TYP } from "./client.ts";
 import type { KeyRing } from "./keys.ts";
-import { ACCESS_TOKEN_TYP, JWT_ALG, REFRESH_TOKEN_TYP } from "./verifier.ts";
 
 export interface TokenSettings {
   issuer: string;

@@ -9,6 +9,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { instanceSchema, SERVICES_PREFIX } from "../../shared/src/mesh/registry.ts";
+import { type LocalStack, startLocalStack } from "../../shared/src/stack/local-stack.ts";
+import { defaultPlan, repoRoot } from "../../shared/src/stack/plan.ts";
 import { createEtcd } from "../../shared/src/stores/etcd.ts";
 import {
   checks,
@@ -19,9 +21,7 @@ import {
 } from "./load/report.ts";
 import type { LoadModel, LoadSnapshot } from "./load/runner.ts";
 import { runSale, type SaleReport } from "./load/sale.ts";
-import { type LocalStack, startLocalStack } from "./local-stack.ts";
 import { migrateAll } from "./migrate.ts";
-import { defaultPlan, repoRoot } from "./plan.ts";
 import { renderTable } from "./table.ts";
 
 const usage = `usage: seckill <command> [options]
@@ -41,7 +41,7 @@ options:
   --stock N          units on sale (default 1000)
   --concurrency N    closed model: buyers in flight at once (default 256)
   --rate R           open model: buyers arriving per second (latency corrected for coordinated omission)
-  --duration S       stop after S seconds at the latest (default 120)
+  --duration S       stop the rush after S seconds at the latest (default 600); unserved buyers fail the run
   --protocol P       grpc (default) or connect
   --admin-user U     (load) admin username (default $SECKILL_ADMIN_USER or "admin")
   --admin-password P (load) admin password (default $SECKILL_ADMIN_PASSWORD or "admin-password")
@@ -162,7 +162,7 @@ async function saleAndReport(
     stock: num("stock", 1000),
     buyers: num("buyers", 20_000),
     model,
-    maxDurationMs: num("duration", 120) * 1000,
+    maxDurationMs: num("duration", 600) * 1000,
     progress,
     onTick: (s, total) => bar.tick(s, total),
   });

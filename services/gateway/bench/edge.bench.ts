@@ -19,13 +19,12 @@ import os from "node:os";
 import { parseArgs } from "node:util";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { generateSigningKey, keyRing } from "../../auth/src/keys.ts";
-import { TokenIssuer } from "../../auth/src/tokens.ts";
+import { generateSigningKey, keyRing, TokenIssuer } from "../../auth/src/testing.ts";
 import { SeckillAppService } from "../../gen/seckill/app/v1/app_pb.ts";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import { startEtcd, startRedis } from "../../shared/src/stack/index.ts";
 import { startServiceProcess } from "../../shared/src/testing/service-process.ts";
-import { createGrpcTransport } from "../../shared/src/transport/grpc.ts";
+import { createGrpcTransport } from "../../shared/src/transport/grpc-client.ts";
 
 const { values: flags } = parseArgs({
   options: {

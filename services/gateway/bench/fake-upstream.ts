@@ -3,7 +3,7 @@
  * benchmark: `SERVICE_NAME=seckill-app BENCH_JWT_KEY=<pem> … node --import tsx fake-upstream.ts`.
  */
 
-import { parsePrivateKeys } from "../../auth/src/keys.ts";
+import { parsePrivateKeys } from "../../auth/src/testing.ts";
 import { SeckillAppService } from "../../gen/seckill/app/v1/app_pb.ts";
 import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";

@@ -16,10 +16,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-node";
-import { generateSigningKey, keyRing } from "../../auth/src/keys.ts";
-import { TokenIssuer } from "../../auth/src/tokens.ts";
-import { type LocalStack, startLocalStack } from "../../cli/src/local-stack.ts";
-import { defaultPlan, isBuilt } from "../../cli/src/plan.ts";
+import { generateSigningKey, keyRing, TokenIssuer } from "../../auth/src/testing.ts";
 import { MismatchKind } from "../../gen/seckill/admin/v1/admin_pb.ts";
 import {
   type Activity,
@@ -27,9 +24,12 @@ import {
   BuyResult,
   OrderStatus,
 } from "../../gen/seckill/common/v1/common_pb.ts";
-import { activityKeys } from "../../seckill-core/src/keys.ts";
+import { activityKeys } from "../../shared/src/data-plane/keys.ts";
 import { SERVICES_PREFIX } from "../../shared/src/mesh/registry.ts";
+import { type LocalStack, startLocalStack } from "../../shared/src/stack/local-stack.ts";
+import { defaultPlan, isBuilt } from "../../shared/src/stack/plan.ts";
 import { createEtcd } from "../../shared/src/stores/etcd.ts";
+import { expectCode, metricValue, pollUntil } from "../../shared/src/testing/index.ts";
 import { USER_ID_HEADER, USER_ROLE_HEADER } from "../../shared/src/transport/identity.ts";
 import {
   type BuyAttempt,
@@ -39,7 +39,6 @@ import {
   createSale,
   type EdgeClients,
   edgeClients,
-  eventually,
   h2cClients,
   login,
   OtlpCollector,
@@ -79,28 +78,6 @@ let gatewayMetricsPort: number;
 let ipCounter = 1;
 const nextIp = () => buyerIp(ipCounter++);
 
-async function refused(promise: Promise<unknown>, code: Code, what: string, message?: RegExp) {
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(err instanceof ConnectError, `${what}: not a ConnectError: ${String(err)}`);
-    assert.equal(Code[err.code], Code[code], `${what}: ${err.rawMessage}`);
-    if (message) assert.match(err.rawMessage, message, what);
-    return true;
-  });
-}
-
-async function metric(port: number, name: string, labels = ""): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (!(rest.startsWith("{") || rest.startsWith(" "))) continue;
-    if (labels && !rest.includes(labels)) continue;
-    sum += Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return sum;
-}
-
 /** Users with access tokens, made by admin through the gateway (ProvisionUsers). */
 async function provision(count: number, prefix: string): Promise<Session[]> {
   const out: Session[] = [];
@@ -125,13 +102,11 @@ const stats = async (activityId: string) =>
 
 /** Waits until order copied every reservation of the activity to MySQL. */
 async function drained(activityId: string, expectedRows: number) {
-  return eventually(
-    `orders of ${activityId} in MySQL`,
+  return pollUntil(
     async () =>
       (await stores.orders(activityId)).length >= expectedRows &&
       (await stores.pending(activityId)) === 0,
-    60_000,
-    200,
+    { timeoutMs: 60_000, intervalMs: 200, message: `orders of ${activityId} in MySQL` },
   );
 }
 
@@ -254,10 +229,10 @@ describe("end to end through the gateway", {
     const mine = listed.activities.find((a) => a.id === full.id);
     assert.ok(mine, "the published activity is listed");
     assert.equal(mine.status, ActivityStatus.PUBLISHED, "not started yet");
-    await refused(
+    await expectCode(
       c.app.getBuyToken({ activityId: full.id }, { headers: buyers[0]!.headers }),
       Code.FailedPrecondition,
-      "token before the start",
+      { what: "token before the start" },
     );
 
     await waitForStart(c, full);
@@ -329,13 +304,16 @@ describe("end to end through the gateway", {
       },
     );
     assert.equal(BuyResult[res.result], "RESERVED", res.message);
-    await eventually(
-      "spans of gateway, seckill-app and seckill-core",
+    await pollUntil(
       async () => {
         const services = new Set(collector.of(traceId).map((s) => s.service));
         return ["gateway", "seckill-app", "seckill-core"].every((name) => services.has(name));
       },
-      15_000,
+      {
+        timeoutMs: 15_000,
+        intervalMs: 100,
+        message: "spans of gateway, seckill-app and seckill-core",
+      },
     );
     const spans = collector.of(traceId);
     const byId = new Map(spans.map((s) => [s.spanId, s]));
@@ -384,30 +362,28 @@ describe("end to end through the gateway", {
     };
 
     // No token.
-    await refused(c.app.buy(buyReq), Code.Unauthenticated, "Buy without token");
-    await refused(
-      c.app.getBuyToken({ activityId: full.id }),
-      Code.Unauthenticated,
-      "GetBuyToken without token",
-    );
-    await refused(c.order.listMyOrders({}), Code.Unauthenticated, "ListMyOrders without token");
-    await refused(
+    await expectCode(c.app.buy(buyReq), Code.Unauthenticated, { what: "Buy without token" });
+    await expectCode(c.app.getBuyToken({ activityId: full.id }), Code.Unauthenticated, {
+      what: "GetBuyToken without token",
+    });
+    await expectCode(c.order.listMyOrders({}), Code.Unauthenticated, {
+      what: "ListMyOrders without token",
+    });
+    await expectCode(
       c.order.pay({ orderId: original.res.orderId, paymentId: "p" }),
       Code.Unauthenticated,
-      "Pay without token",
+      { what: "Pay without token" },
     );
-    await refused(c.auth.getMe({}), Code.Unauthenticated, "GetMe without token");
-    await refused(
-      c.admin.getStats({ activityId: full.id }),
-      Code.Unauthenticated,
-      "GetStats without token",
-    );
+    await expectCode(c.auth.getMe({}), Code.Unauthenticated, { what: "GetMe without token" });
+    await expectCode(c.admin.getStats({ activityId: full.id }), Code.Unauthenticated, {
+      what: "GetStats without token",
+    });
     // Identity headers from a client are not identity.
     const spoof = { [USER_ID_HEADER]: admin.userId, [USER_ROLE_HEADER]: "admin" };
-    await refused(
+    await expectCode(
       c.admin.endActivity({ activityId: full.id }, { headers: spoof }),
       Code.Unauthenticated,
-      "spoofed identity headers without token",
+      { what: "spoofed identity headers without token" },
     );
 
     // Expired, forged and tampered tokens.
@@ -415,14 +391,13 @@ describe("end to end through the gateway", {
       { id: attacker.userId, role: "user" },
       Date.now() - 3_600_000,
     );
-    await refused(
+    await expectCode(
       c.app.getBuyToken(
         { activityId: full.id },
         { headers: { authorization: `Bearer ${expired.token}` } },
       ),
       Code.Unauthenticated,
-      "expired token",
-      /expired/,
+      { what: "expired token", message: /expired/ },
     );
     const forgerKey = generateSigningKey(authKey.kid);
     const forger = new TokenIssuer(keyRing([forgerKey.key]), {
@@ -432,95 +407,90 @@ describe("end to end through the gateway", {
       refreshTtlSeconds: 900,
     });
     const forged = await forger.access({ id: admin.userId, role: "admin" });
-    await refused(
+    await expectCode(
       c.admin.endActivity(
         { activityId: full.id },
         { headers: { authorization: `Bearer ${forged.token}` } },
       ),
       Code.Unauthenticated,
-      "forged admin token",
-      /signature/,
+      { what: "forged admin token", message: /signature/ },
     );
     const [h, payload, sig] = attacker.headers.authorization!.slice(7).split(".");
     const claims = JSON.parse(Buffer.from(payload!, "base64url").toString());
     const tampered = `${h}.${Buffer.from(JSON.stringify({ ...claims, role: "admin" })).toString("base64url")}.${sig}`;
-    await refused(
+    await expectCode(
       c.admin.endActivity(
         { activityId: full.id },
         { headers: { authorization: `Bearer ${tampered}` } },
       ),
       Code.Unauthenticated,
-      "token with its role changed",
+      { what: "token with its role changed" },
     );
 
     // A user token on admin RPCs, even with admin identity headers added.
     const asUser = { headers: { ...attacker.headers, ...spoof } };
-    await refused(
-      c.admin.endActivity({ activityId: full.id }, asUser),
-      Code.PermissionDenied,
-      "EndActivity",
-    );
-    await refused(
+    await expectCode(c.admin.endActivity({ activityId: full.id }, asUser), Code.PermissionDenied, {
+      what: "EndActivity",
+    });
+    await expectCode(
       c.admin.updateActivity({ activityId: full.id, perUserLimit: 100 }, asUser),
       Code.PermissionDenied,
-      "UpdateActivity",
+      { what: "UpdateActivity" },
     );
-    await refused(
+    await expectCode(
       c.admin.createProduct({ name: "x", priceCents: 1n, currency: "USD" }, asUser),
       Code.PermissionDenied,
-      "CreateProduct",
+      { what: "CreateProduct" },
     );
-    await refused(
+    await expectCode(
       c.admin.addBlacklistEntry({ kind: 1, value: victim.userId }, asUser),
       Code.PermissionDenied,
-      "AddBlacklistEntry",
+      { what: "AddBlacklistEntry" },
     );
-    await refused(
-      c.admin.getStats({ activityId: full.id }, asUser),
-      Code.PermissionDenied,
-      "GetStats",
-    );
-    await refused(c.admin.reconcile({}, asUser), Code.PermissionDenied, "Reconcile");
-    await refused(
+    await expectCode(c.admin.getStats({ activityId: full.id }, asUser), Code.PermissionDenied, {
+      what: "GetStats",
+    });
+    await expectCode(c.admin.reconcile({}, asUser), Code.PermissionDenied, { what: "Reconcile" });
+    await expectCode(
       c.auth.provisionUsers({ count: 1, usernamePrefix: "x", password: PASSWORD }, asUser),
       Code.PermissionDenied,
-      "ProvisionUsers",
+      { what: "ProvisionUsers" },
     );
     // The spoofed user id is ignored: the attacker sees only their own orders.
     const listed = await c.order.listMyOrders({}, asUser);
     assert.ok(listed.orders.every((o) => o.userId === attacker.userId));
 
     // Another user's order is not found; a body user id must be the caller's.
-    await refused(
+    await expectCode(
       c.order.getOrder({ orderId: original.res.orderId }, { headers: attacker.headers }),
       Code.NotFound,
-      "another user's order",
+      { what: "another user's order" },
     );
-    await refused(
+    await expectCode(
       c.order.pay(
         { orderId: original.res.orderId, paymentId: `p-${run}` },
         { headers: attacker.headers },
       ),
       Code.NotFound,
-      "paying another user's order",
+      { what: "paying another user's order" },
     );
-    await refused(
+    await expectCode(
       c.order.cancel({ orderId: original.res.orderId }, { headers: attacker.headers }),
       Code.NotFound,
-      "cancelling another user's order",
+      { what: "cancelling another user's order" },
     );
-    await refused(
+    await expectCode(
       c.app.getBuyToken(
         { activityId: full.id, userId: victim.userId },
         { headers: attacker.headers },
       ),
       Code.InvalidArgument,
-      "GetBuyToken for another user id",
+      { what: "GetBuyToken for another user id" },
     );
-    await refused(
+    await expectCode(
       c.app.buy({ ...buyReq, userId: victim.userId }, { headers: attacker.headers }),
       Code.InvalidArgument,
-      "Buy with another user id in the body",
+      { what: "Buy with another user id in the body" },
     );
 
     // Buy tokens: reused, or another user's, are refused (typed result); the same request retried is not.
@@ -659,7 +629,10 @@ describe("end to end through the gateway", {
       stack.instances
         .filter((i) => i.service === "seckill-app")
         .map((i) =>
-          metric(i.metricsPort, "seckill_app_buy_results_total", 'result="ENDED",by="app"'),
+          metricValue(i.metricsPort, "seckill_app_buy_results_total", {
+            result: "ENDED",
+            by: "app",
+          }),
         ),
     );
     while ((await serverNow(c)) < endAt) await sleep(20);
@@ -682,7 +655,10 @@ describe("end to end through the gateway", {
       stack.instances
         .filter((i) => i.service === "seckill-app")
         .map((i) =>
-          metric(i.metricsPort, "seckill_app_buy_results_total", 'result="ENDED",by="app"'),
+          metricValue(i.metricsPort, "seckill_app_buy_results_total", {
+            result: "ENDED",
+            by: "app",
+          }),
         ),
     );
     console.log(
@@ -701,7 +677,7 @@ describe("end to end through the gateway", {
     const users = await provision(BUYERS, "burst");
     const act = await createSale(c, admin, { stock: STOCK, perUserLimit: 1, startInMs: 1500 });
     await waitForStart(c, act);
-    const shortCircuitsBefore = await metric(
+    const shortCircuitsBefore = await metricValue(
       gatewayMetricsPort,
       "seckill_gateway_sold_out_short_circuits_total",
     );
@@ -722,7 +698,7 @@ describe("end to end through the gateway", {
     const cpu = cpuSince(cpuBefore);
     latencies.sort((a, b) => a - b);
     const shortCircuits =
-      (await metric(gatewayMetricsPort, "seckill_gateway_sold_out_short_circuits_total")) -
+      (await metricValue(gatewayMetricsPort, "seckill_gateway_sold_out_short_circuits_total")) -
       shortCircuitsBefore;
     const results = summarize(attempts);
     console.log(
@@ -789,13 +765,11 @@ describe("end to end through the gateway", {
     // Every instance is registered again before the next test.
     const etcd = createEtcd(stack.infra.etcd.endpoints);
     try {
-      const ms = await eventually(
-        "every instance registered again",
+      const ms = await pollUntil(
         async () =>
           Object.keys(await etcd.getAll().prefix(SERVICES_PREFIX).strings()).length >=
           stack.instances.length,
-        30_000,
-        200,
+        { timeoutMs: 30_000, intervalMs: 200, message: "every instance registered again" },
       );
       console.log(`registrations back ${ms} ms after the restart`);
     } finally {
@@ -826,16 +800,12 @@ describe("end to end through the gateway", {
     })();
     const app2 = stack.instances.find((i) => i.instanceId === "seckill-app-2")!;
     const meshRetries = async () => ({
-      gatewayToApp: await metric(
-        gatewayMetricsPort,
-        "seckill_mesh_retries_total",
-        'service="seckill-app"',
-      ),
-      appToCore: await metric(
-        app2.metricsPort,
-        "seckill_mesh_retries_total",
-        'service="seckill-core"',
-      ),
+      gatewayToApp: await metricValue(gatewayMetricsPort, "seckill_mesh_retries_total", {
+        service: "seckill-app",
+      }),
+      appToCore: await metricValue(app2.metricsPort, "seckill_mesh_retries_total", {
+        service: "seckill-core",
+      }),
     });
     const retriesBefore = await meshRetries();
     const started = Date.now();

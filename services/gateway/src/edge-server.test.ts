@@ -41,7 +41,7 @@ import {
 } from "../../shared/src/stack/index.ts";
 import { createEtcd, type Etcd3 } from "../../shared/src/stores/etcd.ts";
 import { createRedis, type Redis } from "../../shared/src/stores/redis.ts";
-import { createGrpcTransport as createMeshGrpcTransport } from "../../shared/src/transport/grpc.ts";
+import { createGrpcTransport as createMeshGrpcTransport } from "../../shared/src/transport/grpc-client.ts";
 import { Health, ServingStatus } from "../../shared/src/transport/health.ts";
 import { requireCaller } from "../../shared/src/transport/identity.ts";
 import { gatewayConfigSchema } from "./config.ts";

@@ -15,7 +15,7 @@ import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { BaseConfig } from "../../shared/src/runtime/config.ts";
 import {
   type LifecycleSpec,
@@ -25,13 +25,14 @@ import {
   type ServiceContext,
   startLifecycle,
 } from "../../shared/src/runtime/lifecycle.ts";
-import { sleep } from "../../shared/src/stores/etcd.ts";
+import { sleep } from "../../shared/src/runtime/time.ts";
 import { Health, type HealthState } from "../../shared/src/transport/health.ts";
 import {
   serverErrorLog,
   serverMetrics,
   serverTracing,
 } from "../../shared/src/transport/interceptors.ts";
+import { routeReflection } from "../../shared/src/transport/reflection.ts";
 import { peerAddressKey } from "./client-ip.ts";
 import { type CorsOptions, withCors } from "./cors.ts";
 import type { StaticHandler } from "./static.ts";
@@ -66,27 +67,46 @@ export type RunningEdge = Running & {
 type NodeReq = IncomingMessage | Http2ServerRequest;
 type NodeRes = ServerResponse | Http2ServerResponse;
 
-/** h2c on PORT (registered in etcd) and HTTP/1.1 on HTTP1_PORT, both serving the connect router. */
-function edgeListener<C extends EdgeConfig>(
-  edge: EdgeRoutes,
-  ctx: ServiceContext<C>,
-  health: HealthState,
-  interceptors: Interceptor[],
-): Listener & { readonly http1Port: number } {
-  const { config, log, tracer } = ctx;
-  let http1Port = 0;
+/**
+ * What the edge serves and how: the listener below builds it for the gateway, and the
+ * Connect conformance server (conformance/server.ts) builds it around the conformance
+ * service, so the suite tests the very handler stack clients meet.
+ */
+export interface EdgeStackOptions extends Pick<ServiceContext<EdgeConfig>, "log" | "tracer"> {
+  /** Registers every service served (public ones, health, reflection) on the router. */
+  routes(router: ConnectRouter): void;
+  /** Extra server interceptors after tracing, metrics and the error log, innermost last. */
+  interceptors: Interceptor[];
+  /** Largest request message accepted from clients (MAX_REQUEST_BYTES). */
+  readMaxBytes: number;
+  cors?: CorsOptions | undefined;
+  web?: StaticHandler | undefined;
+  /** connect's JSON options, e.g. a type registry for google.protobuf.Any fields. */
+  jsonOptions?: ConnectNodeAdapterOptions["jsonOptions"];
+}
+
+/** The edge's two node servers around one connect-node handler, not listening yet. */
+export interface EdgeStack {
+  /** h2c: Connect, gRPC and gRPC-Web. */
+  readonly h2: http2.Http2Server;
+  /** HTTP/1.1: Connect and gRPC-Web. */
+  readonly h1: http.Server;
+  /** GOAWAY and no more keep-alive; wait until no call is in flight or the timeout; cut what is left. */
+  drain(timeoutMs: number): Promise<void>;
+}
+
+export function createEdgeStack(opts: EdgeStackOptions): EdgeStack {
+  const { log, tracer } = opts;
   const handler = connectNodeAdapter({
-    routes(router) {
-      edge.routes(router);
-      health.track([...new Set(router.handlers.map((h) => h.service.typeName))]);
-      // Probes are neither traced nor counted; Watch ends when draining starts.
-      router.service(Health, health.impl(), {
-        interceptors: [],
-        shutdownSignal: ctx.streamShutdownSignal,
-      });
-    },
-    interceptors: [serverTracing(tracer), serverMetrics(), serverErrorLog(log), ...interceptors],
-    readMaxBytes: config.MAX_REQUEST_BYTES,
+    routes: opts.routes,
+    interceptors: [
+      serverTracing(tracer),
+      serverMetrics(),
+      serverErrorLog(log),
+      ...opts.interceptors,
+    ],
+    readMaxBytes: opts.readMaxBytes,
+    ...(opts.jsonOptions ? { jsonOptions: opts.jsonOptions } : {}),
     contextValues: (req) =>
       createContextValues().set(peerAddressKey, req.socket?.remoteAddress ?? undefined),
   });
@@ -97,8 +117,8 @@ function edgeListener<C extends EdgeConfig>(
     res.once("close", () => inflight--);
     handler(req, res);
   };
-  const rpc = edge.cors ? withCors(edge.cors, counted) : counted;
-  const web = edge.web;
+  const rpc = opts.cors ? withCors(opts.cors, counted) : counted;
+  const web = opts.web;
   const serve = web
     ? (req: NodeReq, res: NodeRes) => {
         if (!web(req, res)) rpc(req, res);
@@ -119,18 +139,8 @@ function edgeListener<C extends EdgeConfig>(
   });
 
   return {
-    get http1Port() {
-      return http1Port;
-    },
-    async listen() {
-      const port = await listen(h2, config.HOST, config.PORT);
-      http1Port = await listen(h1, config.HOST, config.HTTP1_PORT).catch((err) => {
-        h2.close();
-        throw err;
-      });
-      return { port, fields: { http1Port } };
-    },
-    /** GOAWAY and no more keep-alive; wait until no call is in flight or the timeout; cut what is left. */
+    h2,
+    h1,
     async drain(timeoutMs) {
       const started = Date.now();
       h2.close();
@@ -146,6 +156,52 @@ function edgeListener<C extends EdgeConfig>(
       h1.closeAllConnections();
       for (const socket of sockets) socket.destroy();
     },
+  };
+}
+
+/** h2c on PORT (registered in etcd) and HTTP/1.1 on HTTP1_PORT, both serving the connect router. */
+function edgeListener<C extends EdgeConfig>(
+  edge: EdgeRoutes,
+  ctx: ServiceContext<C>,
+  health: HealthState,
+  interceptors: Interceptor[],
+): Listener & { readonly http1Port: number } {
+  const { config, log, tracer } = ctx;
+  let http1Port = 0;
+  const { h1, h2, drain } = createEdgeStack({
+    log,
+    tracer,
+    interceptors,
+    readMaxBytes: config.MAX_REQUEST_BYTES,
+    cors: edge.cors,
+    web: edge.web,
+    routes(router) {
+      edge.routes(router);
+      health.track([...new Set(router.handlers.map((h) => h.service.typeName))]);
+      // Probes are neither traced nor counted; Watch ends when draining starts.
+      router.service(Health, health.impl(), {
+        interceptors: [],
+        shutdownSignal: ctx.streamShutdownSignal,
+      });
+      if (config.REFLECTION) {
+        routeReflection(router, [...new Set(router.handlers.map((h) => h.service))]);
+      }
+    },
+  });
+
+  return {
+    get http1Port() {
+      return http1Port;
+    },
+    async listen() {
+      const port = await listen(h2, config.HOST, config.PORT);
+      http1Port = await listen(h1, config.HOST, config.HTTP1_PORT).catch((err) => {
+        h2.close();
+        throw err;
+      });
+      return { port, fields: { http1Port } };
+    },
+    drain,
   };
 }
 

@@ -6,6 +6,8 @@ import { SeckillAppService } from "../../gen/seckill/app/v1/app_pb.ts";
 import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
 import { BuyResult, OrderStatus } from "../../gen/seckill/common/v1/common_pb.ts";
 import { OrderService } from "../../gen/seckill/order/v1/order_pb.ts";
+import { SoldOutFlags } from "../../shared/src/sale/sold-out.ts";
+import { expectCode } from "../../shared/src/testing/codes.ts";
 import {
   CLIENT_IP_HEADER,
   USER_ID_HEADER,
@@ -13,17 +15,8 @@ import {
 } from "../../shared/src/transport/identity.ts";
 import { resolvePolicy } from "./forwarder.ts";
 import { publicServices } from "./routes.ts";
-import { RecentKeys, SoldOutFlags } from "./sold-out.ts";
+import { RecentKeys } from "./sold-out.ts";
 import { bearer, type EdgeUnderTest, edgeUnderTest, tokens } from "./testing/fakes.ts";
-
-async function refused(promise: Promise<unknown>, code: Code, message?: RegExp) {
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(err instanceof ConnectError, `not a ConnectError: ${String(err)}`);
-    assert.equal(Code[err.code], Code[code], err.rawMessage);
-    if (message) assert.match(err.rawMessage, message);
-    return true;
-  });
-}
 
 const edges: EdgeUnderTest[] = [];
 const setup = (opts?: Parameters<typeof edgeUnderTest>[0]) => {
@@ -63,27 +56,27 @@ describe("forwarder: identity", () => {
   it("refuses protected calls without a valid access token, before any upstream call", async () => {
     const { clients, upstreams } = setup();
     const buy = { activityId: "a", quantity: 1, buyToken: "t", requestId: "r1" };
-    await refused(clients.app.buy(buy), Code.Unauthenticated, /missing access token/);
-    await refused(
+    await expectCode(clients.app.buy(buy), Code.Unauthenticated, /missing access token/);
+    await expectCode(
       clients.app.buy(buy, { headers: { authorization: "Basic abc" } }),
       Code.Unauthenticated,
     );
-    await refused(
+    await expectCode(
       clients.app.buy(buy, { headers: bearer("not.a.jwt") }),
       Code.Unauthenticated,
       /malformed/,
     );
-    await refused(
+    await expectCode(
       clients.app.buy(buy, { headers: bearer(await tokens.expired()) }),
       Code.Unauthenticated,
       /expired/,
     );
-    await refused(
+    await expectCode(
       clients.app.buy(buy, { headers: bearer(await tokens.forged()) }),
       Code.Unauthenticated,
       /signature/,
     );
-    await refused(
+    await expectCode(
       clients.app.buy(buy, { headers: bearer(await tokens.refresh()) }),
       Code.Unauthenticated,
       /not an access token/,
@@ -93,12 +86,12 @@ describe("forwarder: identity", () => {
 
   it("refuses a user token on admin methods with PERMISSION_DENIED; admins pass with their role", async () => {
     const { clients, upstreams } = setup();
-    await refused(
+    await expectCode(
       clients.admin.getStats({ activityId: "a" }, { headers: bearer(await tokens.user()) }),
       Code.PermissionDenied,
       /admin role required/,
     );
-    await refused(
+    await expectCode(
       clients.auth.provisionUsers({ count: 1 }, { headers: bearer(await tokens.user()) }),
       Code.PermissionDenied,
     );
@@ -116,7 +109,7 @@ describe("forwarder: identity", () => {
   it("refuses a body user_id different from the token's with INVALID_ARGUMENT, changing nothing", async () => {
     const { clients, upstreams } = setup();
     const headers = bearer(await tokens.user("alice"));
-    await refused(
+    await expectCode(
       clients.app.buy(
         { activityId: "a", quantity: 1, buyToken: "t", requestId: "r", userId: "bob" },
         { headers },
@@ -124,7 +117,7 @@ describe("forwarder: identity", () => {
       Code.InvalidArgument,
       /does not match/,
     );
-    await refused(
+    await expectCode(
       clients.app.getBuyToken({ activityId: "a", userId: "bob" }, { headers }),
       Code.InvalidArgument,
     );
@@ -169,9 +162,9 @@ describe("forwarder: identity", () => {
           await call().catch(() => {});
           assert.equal(upstreams.seen.length, before + 1, `${method.name} should be forwarded`);
         } else {
-          await refused(call(), Code.Unauthenticated);
+          await expectCode(call(), Code.Unauthenticated);
           if (policy.access === "admin")
-            await refused(call({ headers: userHeaders }), Code.PermissionDenied);
+            await expectCode(call({ headers: userHeaders }), Code.PermissionDenied);
           assert.equal(upstreams.seen.length, before, `${method.name} must not be forwarded`);
         }
         checked++;
@@ -215,7 +208,7 @@ describe("forwarder: calls", () => {
         return true;
       },
     );
-    await refused(clients.app.getActivity({ activityId: "nope" }), Code.NotFound, /nope/);
+    await expectCode(clients.app.getActivity({ activityId: "nope" }), Code.NotFound, /nope/);
   });
 
   it("answers UNAVAILABLE when an upstream has no instance", async () => {
@@ -225,7 +218,7 @@ describe("forwarder: calls", () => {
       throw new ConnectError("seckill-app: no instance is registered", Code.Unavailable);
     };
     try {
-      await refused(clients.app.listActivities({}), Code.Unavailable, /no instance/);
+      await expectCode(clients.app.listActivities({}), Code.Unavailable, /no instance/);
     } finally {
       upstreams.transport = original;
     }
@@ -272,7 +265,7 @@ describe("forwarder: calls", () => {
       { orderId: "o1" },
       { headers: bearer(await tokens.user()) },
     );
-    await refused(
+    await expectCode(
       (async () => {
         for await (const _ of stream) {
           shutdown.abort(new ConnectError("the gateway is shutting down", Code.Unavailable));
@@ -337,6 +330,6 @@ describe("forwarder: sold-out short-circuit", () => {
   it("still authenticates before answering SOLD_OUT", async () => {
     const { clients, flags } = setup();
     flags.mark("act-1");
-    await refused(clients.app.buy(buy("r1")), Code.Unauthenticated);
+    await expectCode(clients.app.buy(buy("r1")), Code.Unauthenticated);
   });
 });

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { SoldOutFlags } from "../../shared/src/sale/sold-out.ts";
 import { clientIp, normalizeIp } from "./client-ip.ts";
 import { EdgeLimiter, KeyedBuckets, TokenBucket } from "./limits.ts";
-import { RecentKeys, SoldOutFlags } from "./sold-out.ts";
+import { RecentKeys } from "./sold-out.ts";
 import { bearer, type EdgeUnderTest, edgeUnderTest, tokens } from "./testing/fakes.ts";
 import { cachingVerifier } from "./token-cache.ts";
 

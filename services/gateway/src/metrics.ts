@@ -1,4 +1,5 @@
 import { counter, gauge, once } from "../../shared/src/runtime/metrics.ts";
+import type { SoldOutMetrics } from "../../shared/src/sale/sold-out.ts";
 
 export type RefusalReason =
   | "ip_blacklisted"
@@ -40,6 +41,12 @@ export const soldOutFlagsGauge = once("seckill_gateway_sold_out_flags", () =>
 export const restockMessages = once("seckill_gateway_restock_messages_total", () =>
   counter("seckill_gateway_restock_messages_total", "Restock messages received from core."),
 );
+
+/** The gateway's sold-out flags (shared/src/sale/sold-out.ts) count here. */
+export const soldOutMetrics: SoldOutMetrics = {
+  changed: (_change, size) => soldOutFlagsGauge.set(size),
+  restocked: () => restockMessages.inc(),
+};
 
 /** Clients that sent trusted identity headers themselves (stripped). */
 export const spoofedIdentityHeaders = once("seckill_gateway_spoofed_identity_headers_total", () =>

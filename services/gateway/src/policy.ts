@@ -8,7 +8,7 @@
  */
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
-import { bearerToken, type VerifiedAccess } from "../../auth/src/verifier.ts";
+import { bearerToken, type VerifiedAccess } from "../../auth/src/client.ts";
 import type { Caller } from "../../shared/src/transport/identity.ts";
 import { clientIp, peerAddressKey } from "./client-ip.ts";
 import type { EdgeLimiter, Refusal } from "./limits.ts";

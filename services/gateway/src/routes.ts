@@ -13,6 +13,7 @@ import {
   GetEdgeStatusResponseSchema,
 } from "../../gen/seckill/gateway/v1/gateway_pb.ts";
 import { OrderService } from "../../gen/seckill/order/v1/order_pb.ts";
+import type { SoldOutFlags } from "../../shared/src/sale/sold-out.ts";
 import {
   type ForwardedService,
   type ForwarderOptions,
@@ -20,8 +21,9 @@ import {
   registerForwarded,
   resolvePolicy,
 } from "./forwarder.ts";
+import { checkIds } from "./id-checks.ts";
 import { createEdgeGate } from "./policy.ts";
-import { buyHooks, type RecentKeys, type SoldOutFlags } from "./sold-out.ts";
+import { buyHooks, type RecentKeys } from "./sold-out.ts";
 
 /** Upstream names in etcd. */
 export const UPSTREAMS = {
@@ -65,7 +67,14 @@ export function publicServices(soldOut: {
         getBuyToken: "user",
         buy: "user",
       },
-      hooks: { buy: buyHooks(soldOut.flags, soldOut.recent) },
+      hooks: {
+        getBuyToken: checkIds(SeckillAppService.method.getBuyToken, ["activityId"]),
+        buy: checkIds(
+          SeckillAppService.method.buy,
+          ["activityId", "requestId"],
+          buyHooks(soldOut.flags, soldOut.recent),
+        ),
+      },
     }),
     forward({
       service: OrderService,

@@ -4,17 +4,18 @@
  * sold-out flags, wired once. main.ts runs it; tests start it in process.
  */
 
-import { createJwtVerifier } from "../../auth/src/verifier.ts";
+import { createJwtVerifier } from "../../auth/src/client.ts";
 import { AuthService } from "../../gen/seckill/auth/v1/auth_pb.ts";
 import { BlacklistCache } from "../../shared/src/sale/blacklist.ts";
-import { closeRedis, createRedis } from "../../shared/src/stores/redis.ts";
+import { listenForRestock, SoldOutFlags } from "../../shared/src/sale/sold-out.ts";
+import { closeRedis, createRedis, waitForRedis } from "../../shared/src/stores/redis.ts";
 import type { GatewayConfig } from "./config.ts";
 import type { EdgeServiceSpec } from "./edge-server.ts";
 import { EdgeLimiter } from "./limits.ts";
-import { jwksFetchErrors } from "./metrics.ts";
+import { jwksFetchErrors, soldOutMetrics } from "./metrics.ts";
 import { RETRY_AFTER_MS_HEADER } from "./policy.ts";
 import { gatewayRoutes, UPSTREAMS } from "./routes.ts";
-import { listenForRestock, RecentKeys, SoldOutFlags } from "./sold-out.ts";
+import { RecentKeys } from "./sold-out.ts";
 import { loadStaticSite } from "./static.ts";
 import { cachingVerifier } from "./token-cache.ts";
 
@@ -23,28 +24,28 @@ const RECENT_REQUESTS_TTL_MS = 5 * 60_000;
 const RECENT_REQUESTS_MAX = 200_000;
 
 export function gatewaySpec(config: GatewayConfig): EdgeServiceSpec<GatewayConfig> {
-  const closers: (() => Promise<unknown> | unknown)[] = [];
   return {
     name: "gateway",
     config,
     async setup(ctx) {
-      const { log } = ctx;
+      const { log, cleanup } = ctx;
       const redis = createRedis(config.REDIS_URL, log, { connectionName: "gateway" });
-      closers.push(() => closeRedis(redis));
+      cleanup.add(() => closeRedis(redis));
+      await waitForRedis(redis, config.REDIS_URL);
       const blacklistSubscriber = createRedis(config.REDIS_URL, log, {
         connectionName: "gateway-blacklist",
       });
-      closers.push(() => closeRedis(blacklistSubscriber));
+      cleanup.add(() => closeRedis(blacklistSubscriber));
       const restockSubscriber = createRedis(config.REDIS_URL, log, {
         connectionName: "gateway-restock",
       });
-      closers.push(() => closeRedis(restockSubscriber));
+      cleanup.add(() => closeRedis(restockSubscriber));
 
       const blacklist = new BlacklistCache(redis, blacklistSubscriber, log);
-      closers.push(() => blacklist.stop());
+      cleanup.add(() => blacklist.stop());
       await blacklist.start();
 
-      const flags = new SoldOutFlags(config.SOLD_OUT_TTL_MS);
+      const flags = new SoldOutFlags(config.SOLD_OUT_TTL_MS, Date.now, soldOutMetrics);
       await listenForRestock(restockSubscriber, flags, log);
 
       const auth = ctx.mesh.client(AuthService, UPSTREAMS.auth);
@@ -81,7 +82,7 @@ export function gatewaySpec(config: GatewayConfig): EdgeServiceSpec<GatewayConfi
           maxKeys: config.RATE_LIMIT_IP_MAX_TRACKED,
         },
       });
-      closers.push(() => limiter.close());
+      cleanup.add(() => limiter.close());
 
       log.info(
         {
@@ -127,9 +128,6 @@ export function gatewaySpec(config: GatewayConfig): EdgeServiceSpec<GatewayConfi
           extraExposedHeaders: [RETRY_AFTER_MS_HEADER],
         },
       };
-    },
-    async close() {
-      for (const close of closers.splice(0).reverse()) await close();
     },
   };
 }

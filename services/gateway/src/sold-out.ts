@@ -11,7 +11,6 @@
  * is not recognised; see the README).
  */
 import { create } from "@bufbuild/protobuf";
-import type { Redis } from "ioredis";
 import {
   type BuyRequest,
   type BuyRequestSchema,
@@ -20,25 +19,9 @@ import {
   BuyResponseSchema,
 } from "../../gen/seckill/app/v1/app_pb.ts";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
-import type { Logger } from "../../shared/src/runtime/log.ts";
-import {
-  SoldOutFlags as Flags,
-  listenForRestock as listen,
-} from "../../shared/src/sale/sold-out.ts";
+import type { SoldOutFlags } from "../../shared/src/sale/sold-out.ts";
 import type { UnaryHooks } from "./forwarder.ts";
-import {
-  restockMessages,
-  soldOutFlagsGauge,
-  soldOutRetriesPassed,
-  soldOutShortCircuits,
-} from "./metrics.ts";
-
-/** The shared flags (shared/src/sale/sold-out.ts), counted in the gateway's metrics. */
-export class SoldOutFlags extends Flags {
-  constructor(ttlMs: number, now: () => number = Date.now) {
-    super(ttlMs, now, (_change, size) => soldOutFlagsGauge.set(size));
-  }
-}
+import { soldOutRetriesPassed, soldOutShortCircuits } from "./metrics.ts";
 
 /**
  * Keys seen within `ttlMs`, at most `max` of them (the oldest go first).
@@ -103,9 +86,4 @@ export function buyHooks(
       if (res.soldOut || res.result === BuyResult.SOLD_OUT) flags.mark(req.activityId);
     },
   };
-}
-
-/** Clears flags on core's restock messages (a subscriber-mode connection of its own). */
-export function listenForRestock(subscriber: Redis, flags: SoldOutFlags, log: Logger) {
-  return listen(subscriber, flags, log, () => restockMessages.inc());
 }

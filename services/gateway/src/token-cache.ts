@@ -8,7 +8,7 @@
  * a key removed from auth's JWKS stops being honoured within `maxAgeMs`.
  * Refusals are not cached.
  */
-import type { VerifiedAccess } from "../../auth/src/verifier.ts";
+import type { VerifiedAccess } from "../../auth/src/client.ts";
 import { counter, once } from "../../shared/src/runtime/metrics.ts";
 
 const lookups = once("seckill_gateway_token_cache_total", () =>

@@ -18,14 +18,17 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import type { Kysely } from "kysely";
 import { createLogger } from "../../shared/src/runtime/log.ts";
+import { metricsRegistry } from "../../shared/src/runtime/metrics.ts";
+import { sleep } from "../../shared/src/runtime/time.ts";
 import { startStack } from "../../shared/src/stack/index.ts";
 import { createDb, migrate } from "../../shared/src/stores/mysql.ts";
 import { createRedis } from "../../shared/src/stores/redis.ts";
+import { metricValue } from "../../shared/src/testing/metrics.ts";
 import { OrderConsumer, staticSource } from "../src/consumer.ts";
 import type { Database } from "../src/db.ts";
 import { migrations } from "../src/migrations/index.ts";
 import { appendIntents, makeIntent } from "../src/testing/contract.ts";
-import { metricValue, pending, rowCount } from "../src/testing/helpers.ts";
+import { pending, rowCount } from "../src/testing/helpers.ts";
 
 const { values: flags } = parseArgs({
   options: {
@@ -102,8 +105,9 @@ async function drain(
   );
   const started = performance.now();
   consumer.start();
-  const handled = () => metricValue("seckill_order_consumed_total", { activity: act });
-  while ((await handled()) < count) await new Promise((r) => setTimeout(r, 20));
+  const handled = () =>
+    metricValue(metricsRegistry, "seckill_order_consumed_total", { activity: act });
+  while ((await handled()) < count) await sleep(20);
   const seconds = (performance.now() - started) / 1000;
   const cpu = Object.fromEntries(
     Object.entries(pids).map(([k, p]) => [k, cpuSeconds(p) - (cpuBefore[k] ?? 0)]),

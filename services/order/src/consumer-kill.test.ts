@@ -12,6 +12,7 @@ import { type Stack, startStack } from "../../shared/src/stack/index.ts";
 import { createEtcd, type Etcd3 } from "../../shared/src/stores/etcd.ts";
 import { createDb } from "../../shared/src/stores/mysql.ts";
 import { createRedis, type Redis } from "../../shared/src/stores/redis.ts";
+import { metricValue, pollUntil } from "../../shared/src/testing/index.ts";
 import {
   type ServiceProcess,
   startServiceProcess,
@@ -19,7 +20,7 @@ import {
 import type { Database } from "./db.ts";
 import { appendIntents, makeIntent } from "./testing/contract.ts";
 import { publishActivity } from "./testing/harness.ts";
-import { pending, rowCount, scrapeValue, waitUntil } from "./testing/helpers.ts";
+import { pending, rowCount } from "./testing/helpers.ts";
 
 const log = createLogger("order-kill-test", "silent");
 
@@ -76,7 +77,7 @@ describe("order consumer process killed with SIGKILL mid-drain", { timeout: 180_
     // Kill it while it holds read-but-unacknowledged entries, well before the end.
     let rowsAtKill = 0;
     let pendingAtKill = 0;
-    await waitUntil(
+    await pollUntil(
       async () => {
         const [rows, p] = await Promise.all([rowCount(db, act), pending(redis, act)]);
         if (rows >= 5000 && (p.consumers["order-victim"] ?? 0) > 0) {
@@ -86,9 +87,7 @@ describe("order consumer process killed with SIGKILL mid-drain", { timeout: 180_
         }
         return false;
       },
-      60_000,
-      "the victim to be mid-drain",
-      5,
+      { timeoutMs: 60_000, message: "the victim to be mid-drain", intervalMs: 5 },
     );
     assert.deepEqual(await victim.exited, { code: null, signal: "SIGKILL" });
     pendingAtKill = (await pending(redis, act)).consumers["order-victim"] ?? 0;
@@ -97,13 +96,16 @@ describe("order consumer process killed with SIGKILL mid-drain", { timeout: 180_
     assert.ok(rowsAfterKill < n, `killed mid-way (${rowsAfterKill} of ${n} rows)`);
 
     const heir = await start("order-heir");
-    await waitUntil(async () => (await rowCount(db, act)) === n, 90_000, "every row", 100);
-    await waitUntil(
-      async () => (await pending(redis, act)).count === 0,
-      30_000,
-      "nothing pending",
-      100,
-    );
+    await pollUntil(async () => (await rowCount(db, act)) === n, {
+      timeoutMs: 90_000,
+      message: "every row",
+      intervalMs: 100,
+    });
+    await pollUntil(async () => (await pending(redis, act)).count === 0, {
+      timeoutMs: 30_000,
+      message: "nothing pending",
+      intervalMs: 100,
+    });
 
     const ids = await db.selectFrom("orders").select("id").where("activity_id", "=", act).execute();
     assert.equal(ids.length, n, "exactly one row per entry");
@@ -115,10 +117,10 @@ describe("order consumer process killed with SIGKILL mid-drain", { timeout: 180_
     );
 
     const metrics = await (await fetch(`http://127.0.0.1:${heir.metricsPort}/metrics`)).text();
-    const reclaimed = scrapeValue(metrics, "seckill_order_consumer_reclaimed_total", {
+    const reclaimed = await metricValue(metrics, "seckill_order_consumer_reclaimed_total", {
       activity: act,
     });
-    const duplicates = scrapeValue(metrics, "seckill_order_consumed_total", {
+    const duplicates = await metricValue(metrics, "seckill_order_consumed_total", {
       activity: act,
       outcome: "duplicate",
     });

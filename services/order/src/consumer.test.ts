@@ -6,16 +6,24 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type Kysely, sql } from "kysely";
+import { orderChannel } from "../../shared/src/data-plane/keys.ts";
+import {
+  deadLetterStream as deadLetterKey,
+  ORDER_CONSUMER_GROUP as GROUP,
+  encodeOrderIntent as intentFields,
+  orderIntentStream as streamKey,
+} from "../../shared/src/data-plane/order-intent.ts";
 import { createLogger } from "../../shared/src/runtime/log.ts";
+import { metricsRegistry } from "../../shared/src/runtime/metrics.ts";
 import { type Stack, startStack } from "../../shared/src/stack/index.ts";
 import { createDb, migrate } from "../../shared/src/stores/mysql.ts";
 import { createRedis, type Redis } from "../../shared/src/stores/redis.ts";
+import { metricValue, pollUntil } from "../../shared/src/testing/index.ts";
 import { type ConsumerOptions, OrderConsumer, staticSource } from "./consumer.ts";
 import type { Database } from "./db.ts";
 import { migrations } from "./migrations/index.ts";
-import { deadLetterKey, GROUP, intentFields, orderChannel, streamKey } from "./stream.ts";
 import { appendIntents, appendRaw, makeIntent } from "./testing/contract.ts";
-import { metricValue, pending, rowCount, waitUntil } from "./testing/helpers.ts";
+import { pending, rowCount } from "./testing/helpers.ts";
 
 const log = createLogger("order-consumer-test", process.env.TEST_LOG_LEVEL ?? "silent");
 
@@ -90,8 +98,16 @@ describe("order stream consumer (real Redis + MariaDB)", { timeout: 240_000 }, (
     await sub.subscribe(orderChannel(intents[7]!.orderId));
     await appendIntents(redis, intents);
     const c = consumer(act);
-    const tookMs = await waitUntil(async () => (await rowCount(db, act)) === n, 30_000, "rows");
-    await waitUntil(async () => (await pending(redis, act)).count === 0, 5000, "no pending");
+    const tookMs = await pollUntil(async () => (await rowCount(db, act)) === n, {
+      timeoutMs: 30_000,
+      message: "rows",
+      intervalMs: 25,
+    });
+    await pollUntil(async () => (await pending(redis, act)).count === 0, {
+      timeoutMs: 5000,
+      message: "no pending",
+      intervalMs: 25,
+    });
     assert.equal(await rowCount(db, act), n);
 
     const row = await db
@@ -109,20 +125,31 @@ describe("order stream consumer (real Redis + MariaDB)", { timeout: 240_000 }, (
     assert.equal(row.payment_deadline.getTime(), intents[7]!.deadlineMs);
     assert.equal(row.created_at.getTime(), intents[7]!.createdMs);
     assert.equal(row.stock_settled, 0);
-    await waitUntil(() => announced.includes("PENDING_PAYMENT"), 2000, "the announcement");
+    await pollUntil(() => announced.includes("PENDING_PAYMENT"), {
+      timeoutMs: 2000,
+      message: "the announcement",
+      intervalMs: 25,
+    });
     await sub.quit();
 
     assert.equal(
-      await metricValue("seckill_order_consumed_total", { activity: act, outcome: "inserted" }),
+      await metricValue(metricsRegistry, "seckill_order_consumed_total", {
+        activity: act,
+        outcome: "inserted",
+      }),
       n,
     );
     assert.ok(
-      (await metricValue("seckill_order_consumer_batch_size", { activity: act })) >= n / 200,
+      (await metricValue(metricsRegistry, "seckill_order_consumer_batch_size", {
+        activity: act,
+      })) >=
+        n / 200,
     );
-    await waitUntil(
-      async () => (await metricValue("seckill_order_stream_length", { activity: act })) === n,
-      3000,
-      "the stream length gauge",
+    await pollUntil(
+      async () =>
+        (await metricValue(metricsRegistry, "seckill_order_stream_length", { activity: act })) ===
+        n,
+      { timeoutMs: 3000, message: "the stream length gauge", intervalMs: 25 },
     );
     console.log(
       `  ${n} entries → ${n} rows in ${tookMs} ms (${Math.round((n / tookMs) * 1000)}/s)`,
@@ -167,19 +194,32 @@ describe("order stream consumer (real Redis + MariaDB)", { timeout: 240_000 }, (
 
     // Restarted with the same name; claiming is off (long idle), so only the pending read finds them.
     consumer(act, { consumerName: "order-r" });
-    await waitUntil(async () => (await pending(redis, act)).count === 0, 20_000, "no pending");
-    await waitUntil(
-      async () => (await metricValue("seckill_order_consumed_total", { activity: act })) === 700,
-      5000,
-      "every entry handled",
+    await pollUntil(async () => (await pending(redis, act)).count === 0, {
+      timeoutMs: 20_000,
+      message: "no pending",
+      intervalMs: 25,
+    });
+    await pollUntil(
+      async () =>
+        (await metricValue(metricsRegistry, "seckill_order_consumed_total", { activity: act })) ===
+        700,
+      { timeoutMs: 5000, message: "every entry handled", intervalMs: 25 },
     );
     assert.equal(await rowCount(db, act), 600);
     assert.equal(
-      await metricValue("seckill_order_consumed_total", { activity: act, outcome: "duplicate" }),
+      await metricValue(metricsRegistry, "seckill_order_consumed_total", {
+        activity: act,
+        outcome: "duplicate",
+      }),
       250,
       "150 committed-but-unacked + 100 appended twice",
     );
-    assert.equal(await metricValue("seckill_order_consumer_reclaimed_total", { activity: act }), 0);
+    assert.equal(
+      await metricValue(metricsRegistry, "seckill_order_consumer_reclaimed_total", {
+        activity: act,
+      }),
+      0,
+    );
   });
 
   it("takes over a dead consumer's pending entries with XAUTOCLAIM after CLAIM_IDLE_MS, and an XCLAIMed entry makes no second row", async () => {
@@ -204,15 +244,28 @@ describe("order stream consumer (real Redis + MariaDB)", { timeout: 240_000 }, (
     });
 
     consumer(act, { consumerName: "order-live", claimIdleMs: 300 });
-    await waitUntil(async () => (await rowCount(db, act)) === 1000, 20_000, "all rows");
-    await waitUntil(async () => (await pending(redis, act)).count === 0, 5000, "no pending");
+    await pollUntil(async () => (await rowCount(db, act)) === 1000, {
+      timeoutMs: 20_000,
+      message: "all rows",
+      intervalMs: 25,
+    });
+    await pollUntil(async () => (await pending(redis, act)).count === 0, {
+      timeoutMs: 5000,
+      message: "no pending",
+      intervalMs: 25,
+    });
     assert.equal(await rowCount(db, act), 1000);
     assert.equal(
-      await metricValue("seckill_order_consumer_reclaimed_total", { activity: act }),
+      await metricValue(metricsRegistry, "seckill_order_consumer_reclaimed_total", {
+        activity: act,
+      }),
       700,
     );
     assert.equal(
-      await metricValue("seckill_order_consumed_total", { activity: act, outcome: "inserted" }),
+      await metricValue(metricsRegistry, "seckill_order_consumed_total", {
+        activity: act,
+        outcome: "inserted",
+      }),
       1000,
     );
   });
@@ -226,14 +279,13 @@ describe("order stream consumer (real Redis + MariaDB)", { timeout: 240_000 }, (
         Array.from({ length: 300 }, () => makeIntent(act)),
       );
       consumer(act, { consumerName: "order-f" });
-      await waitUntil(
+      await pollUntil(
         async () =>
-          (await metricValue("seckill_order_consumer_errors_total", {
+          (await metricValue(metricsRegistry, "seckill_order_consumer_errors_total", {
             activity: act,
             stage: "insert",
           })) >= 6,
-        20_000,
-        "failed inserts",
+        { timeoutMs: 20_000, message: "failed inserts", intervalMs: 25 },
       );
       const p = await pending(redis, act);
       assert.ok(p.count > 0 && p.count <= 300, `pending ${p.count}`);
@@ -241,8 +293,16 @@ describe("order stream consumer (real Redis + MariaDB)", { timeout: 240_000 }, (
     } finally {
       await sqlRun(db, "RENAME TABLE orders_away TO orders");
     }
-    await waitUntil(async () => (await rowCount(db, act)) === 300, 30_000, "rows after recovery");
-    await waitUntil(async () => (await pending(redis, act)).count === 0, 5000, "no pending");
+    await pollUntil(async () => (await rowCount(db, act)) === 300, {
+      timeoutMs: 30_000,
+      message: "rows after recovery",
+      intervalMs: 25,
+    });
+    await pollUntil(async () => (await pending(redis, act)).count === 0, {
+      timeoutMs: 5000,
+      message: "no pending",
+      intervalMs: 25,
+    });
     assert.equal(await rowCount(db, act), 300);
   });
 
@@ -254,25 +314,31 @@ describe("order stream consumer (real Redis + MariaDB)", { timeout: 240_000 }, (
       Array.from({ length: n }, () => makeIntent(act)),
     );
     consumer(act, { consumerName: "order-k", batchSize: 500 });
-    await waitUntil(async () => (await rowCount(db, act)) >= 3000, 30_000, "draining to start");
+    await pollUntil(async () => (await rowCount(db, act)) >= 3000, {
+      timeoutMs: 30_000,
+      message: "draining to start",
+      intervalMs: 25,
+    });
     await stack.mariadb.kill("SIGKILL");
     const { count } = await pending(redis, act);
     await new Promise((r) => setTimeout(r, 500));
     await stack.mariadb.restart();
-    await waitUntil(
-      async () => (await rowCount(db, act).catch(() => -1)) === n,
-      90_000,
-      "all rows",
-      200,
-    );
-    await waitUntil(async () => (await pending(redis, act)).count === 0, 10_000, "no pending");
+    await pollUntil(async () => (await rowCount(db, act).catch(() => -1)) === n, {
+      timeoutMs: 90_000,
+      message: "all rows",
+      intervalMs: 200,
+    });
+    await pollUntil(async () => (await pending(redis, act)).count === 0, {
+      timeoutMs: 10_000,
+      message: "no pending",
+      intervalMs: 25,
+    });
     assert.equal(await rowCount(db, act), n);
-    const errors = await metricValue("seckill_order_consumer_errors_total", { activity: act });
+    const errors = await metricValue(metricsRegistry, "seckill_order_consumer_errors_total", {
+      activity: act,
+    });
     console.log(
-      `  killed MariaDB with ${count} entries pending; ${errors} consumer errors; ${await metricValue(
-        "seckill_order_consumed_total",
-        { activity: act, outcome: "duplicate" },
-      )} redelivered entries ignored; ${n} rows`,
+      `  killed MariaDB with ${count} entries pending; ${errors} consumer errors; ${await metricValue(metricsRegistry, "seckill_order_consumed_total", { activity: act, outcome: "duplicate" })} redelivered entries ignored; ${n} rows`,
     );
   });
 
@@ -297,8 +363,16 @@ describe("order stream consumer (real Redis + MariaDB)", { timeout: 240_000 }, (
     ];
     await appendIntents(redis, good.slice(10));
     consumer(act, { consumerName: "order-d" });
-    await waitUntil(async () => (await rowCount(db, act)) === 20, 10_000, "good rows");
-    await waitUntil(async () => (await pending(redis, act)).count === 0, 5000, "no pending");
+    await pollUntil(async () => (await rowCount(db, act)) === 20, {
+      timeoutMs: 10_000,
+      message: "good rows",
+      intervalMs: 25,
+    });
+    await pollUntil(async () => (await pending(redis, act)).count === 0, {
+      timeoutMs: 5000,
+      message: "no pending",
+      intervalMs: 25,
+    });
     const dead = (await redis.xrange(deadLetterKey(act), "-", "+")) as [string, string[]][];
     assert.equal(dead.length, badIds.length);
     const reasons = dead.map(([, f]) => f[f.indexOf("_reason") + 1]!);
@@ -313,7 +387,7 @@ describe("order stream consumer (real Redis + MariaDB)", { timeout: 240_000 }, (
     assert.match(reasons[4]!, /dl must be an integer/);
     assert.match(reasons[5]!, /oid missing/);
     assert.equal(
-      await metricValue("seckill_order_consumed_total", {
+      await metricValue(metricsRegistry, "seckill_order_consumed_total", {
         activity: act,
         outcome: "dead_lettered",
       }),
@@ -327,7 +401,11 @@ describe("order stream consumer (real Redis + MariaDB)", { timeout: 240_000 }, (
     const intents = Array.from({ length: n }, () => makeIntent(act));
     await appendIntents(redis, intents);
     const c = consumer(act, { consumerName: "order-s", batchSize: 250 });
-    await waitUntil(async () => (await rowCount(db, act)) >= 1000, 20_000, "draining");
+    await pollUntil(async () => (await rowCount(db, act)) >= 1000, {
+      timeoutMs: 20_000,
+      message: "draining",
+      intervalMs: 25,
+    });
     await c.stop();
     const rows = await rowCount(db, act);
     const p = await pending(redis, act);
@@ -343,8 +421,16 @@ describe("order stream consumer (real Redis + MariaDB)", { timeout: 240_000 }, (
     assert.ok(rows < n, "stopped mid-way");
     // A restart with the same name finishes the job.
     consumer(act, { consumerName: "order-s" });
-    await waitUntil(async () => (await rowCount(db, act)) === n, 30_000, "the rest");
-    await waitUntil(async () => (await pending(redis, act)).count === 0, 5000, "no pending");
+    await pollUntil(async () => (await rowCount(db, act)) === n, {
+      timeoutMs: 30_000,
+      message: "the rest",
+      intervalMs: 25,
+    });
+    await pollUntil(async () => (await pending(redis, act)).count === 0, {
+      timeoutMs: 5000,
+      message: "no pending",
+      intervalMs: 25,
+    });
     console.log(
       `  stopped after ${rows} rows with ${p.count} pending; restarted and finished ${n}`,
     );

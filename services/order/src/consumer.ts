@@ -1,6 +1,7 @@
 /**
- * The order-intent consumer: each activity's stream `{act:<id>}:orders` →
- * rows in MySQL, through the consumer group "order".
+ * The order-intent consumer: each activity's order-intent stream → rows in
+ * MySQL, through order's consumer group (stream, group, entry format and
+ * dead-letter stream: the data-plane contract, shared data-plane/order-intent.ts).
  *
  * One loop per activity, each with its own blocking Redis connection. One
  * XREADGROUP over many streams would save connections, but the keys of two
@@ -20,92 +21,41 @@
  *     loop backs off and re-reads its pending entries;
  *  5. every CLAIM_INTERVAL_MS takes over entries that another (dead) consumer
  *     left pending longer than CLAIM_IDLE_MS (XAUTOCLAIM) and inserts them;
- *  6. moves entries that can never be an order (malformed) to
- *     `{act:<id>}:orders:dead` with the reason, and acknowledges them, so they
+ *  6. moves entries that can never be an order (malformed) to the activity's
+ *     dead-letter stream with the reason, and acknowledges them, so they
  *     don't block the stream.
  * Stopping finishes the batches under way; whatever was read and not
  * committed stays pending for the next reader. Nothing is lost either way.
  */
 import { type Span, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
 import type { Kysely } from "kysely";
+import { orderChannel } from "../../shared/src/data-plane/keys.ts";
+import {
+  deadLetterStream,
+  decodeOrderIntent,
+  encodeDeadLetter,
+  ORDER_CONSUMER_GROUP as GROUP,
+  type OrderIntent,
+  orderIntentStream,
+} from "../../shared/src/data-plane/order-intent.ts";
 import type { Logger } from "../../shared/src/runtime/log.ts";
-import { counter, gauge, histogram, once } from "../../shared/src/runtime/metrics.ts";
+import { backoffMs, sleep } from "../../shared/src/runtime/time.ts";
 import type { ActivityCatalog } from "../../shared/src/sale/activities.ts";
-import { backoffMs, sleep } from "../../shared/src/stores/etcd.ts";
 import type { Redis } from "../../shared/src/stores/redis.ts";
 import type { Database } from "./db.ts";
 import {
-  deadLetterKey,
-  GROUP,
-  intentRow,
-  type OrderIntent,
-  orderChannel,
-  parseEntry,
-  streamKey,
-} from "./stream.ts";
-
-const consumed = once("seckill_order_consumed_total", () =>
-  counter(
-    "seckill_order_consumed_total",
-    "Stream entries handled by the order consumer, by outcome: inserted (new row), duplicate (row existed: a redelivery), dead_lettered (malformed), deleted (entry no longer in the stream).",
-    ["activity", "outcome"],
-  ),
-);
-const batchSizes = once("seckill_order_consumer_batch_size", () =>
-  histogram(
-    "seckill_order_consumer_batch_size",
-    "Entries per consumed batch (one MySQL transaction).",
-    ["activity"],
-    [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
-  ),
-);
-const insertSeconds = once("seckill_order_insert_seconds", () =>
-  histogram("seckill_order_insert_seconds", "Time to insert and commit one batch of orders.", [
-    "activity",
-  ]),
-);
-const intentAge = once("seckill_order_intent_age_seconds", () =>
-  histogram(
-    "seckill_order_intent_age_seconds",
-    "From reservation (entry ts) to the committed order row.",
-    ["activity"],
-    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
-  ),
-);
-const reclaimed = once("seckill_order_consumer_reclaimed_total", () =>
-  counter(
-    "seckill_order_consumer_reclaimed_total",
-    "Entries taken over from other consumers with XAUTOCLAIM after CLAIM_IDLE_MS.",
-    ["activity"],
-  ),
-);
-const failures = once("seckill_order_consumer_errors_total", () =>
-  counter(
-    "seckill_order_consumer_errors_total",
-    "Consumer failures by stage (read, insert, ack, claim, group, stats); the entries stay pending.",
-    ["activity", "stage"],
-  ),
-);
-const pendingGauge = once("seckill_order_stream_pending", () =>
-  gauge(
-    "seckill_order_stream_pending",
-    "Entries delivered to the group and not yet acknowledged (XPENDING count).",
-    ["activity"],
-  ),
-);
-const lagGauge = once("seckill_order_stream_lag", () =>
-  gauge(
-    "seckill_order_stream_lag",
-    "Entries in the stream not yet delivered to the group (XINFO GROUPS lag).",
-    ["activity"],
-  ),
-);
-const lengthGauge = once("seckill_order_stream_length", () =>
-  gauge("seckill_order_stream_length", "Entries in the stream (XLEN).", ["activity"]),
-);
-const loopsGauge = once("seckill_order_consumer_loops", () =>
-  gauge("seckill_order_consumer_loops", "Activities this instance is consuming."),
-);
+  consumedEntries,
+  consumerBatchSizes,
+  consumerErrors,
+  consumerLoops,
+  insertSeconds,
+  intentAge,
+  reclaimedEntries,
+  streamLag,
+  streamLength,
+  streamPending,
+} from "./metrics.ts";
+import { intentRow } from "./stream.ts";
 
 /** Which activities to consume; ActivityCatalog in production, a fixed list in tests. */
 export interface ActivitySource {
@@ -173,7 +123,7 @@ export class OrderConsumer {
     this.unsubscribe?.();
     await Promise.all([...this.loops.values()].map((loop) => loop.stop()));
     this.loops.clear();
-    loopsGauge.set(0);
+    consumerLoops.set(0);
   }
 
   private sync(): void {
@@ -187,14 +137,14 @@ export class OrderConsumer {
       }
       const loop = new StreamLoop(this.opts, id, () => {
         if (this.loops.get(id) === loop) this.loops.delete(id);
-        loopsGauge.set(this.loops.size);
+        consumerLoops.set(this.loops.size);
       });
       this.loops.set(id, loop);
       loop.start();
     }
     // An activity gone from the catalog is still drained: its loop ends once nothing is left.
     for (const [id, loop] of this.loops) if (!wanted.has(id)) loop.retiring = true;
-    loopsGauge.set(this.loops.size);
+    consumerLoops.set(this.loops.size);
   }
 }
 
@@ -224,8 +174,8 @@ class StreamLoop {
     readonly activityId: string,
     private readonly onExit: () => void,
   ) {
-    this.key = streamKey(activityId);
-    this.deadKey = deadLetterKey(activityId);
+    this.key = orderIntentStream(activityId);
+    this.deadKey = deadLetterStream(activityId);
     this.log = opts.log.child({ activity: activityId, stream: this.key });
     this.tracer = opts.tracer ?? trace.getTracer("order-consumer");
     this.labels = { activity: activityId };
@@ -295,7 +245,7 @@ class StreamLoop {
           if (this.stopping) break;
           const message = err instanceof Error ? err.message : String(err);
           if (message.includes("NOGROUP")) this.groupReady = false;
-          failures.inc({ ...this.labels, stage: "read" });
+          consumerErrors.inc({ ...this.labels, stage: "read" });
           this.log.warn({ err: message }, "order stream read failed; retrying");
           await sleep(backoffMs(attempt++, 5000), this.stopController.signal);
         }
@@ -313,7 +263,7 @@ class StreamLoop {
       this.log.info({ group: GROUP }, "created consumer group");
     } catch (err) {
       if (!String(err).includes("BUSYGROUP")) {
-        failures.inc({ ...this.labels, stage: "group" });
+        consumerErrors.inc({ ...this.labels, stage: "group" });
         throw err;
       }
     }
@@ -387,11 +337,11 @@ class StreamLoop {
         gone++; // trimmed or deleted from the stream: nothing left to insert
         continue;
       }
-      const parsed = parseEntry(this.activityId, fields);
+      const parsed = decodeOrderIntent(this.activityId, fields);
       if (parsed.ok) good.push({ id, intent: parsed.intent });
       else bad.push({ id, fields, reason: parsed.reason });
     }
-    batchSizes.observe(this.labels, entries.length);
+    consumerBatchSizes.observe(this.labels, entries.length);
 
     const inserted = good.length > 0 ? await this.insert(good.map((g) => g.intent)) : 0;
     await this.acknowledge(
@@ -403,10 +353,11 @@ class StreamLoop {
     const now = Date.now();
     for (const { intent } of good) intentAge.observe(this.labels, (now - intent.createdMs) / 1000);
     const duplicates = good.length - inserted;
-    if (inserted > 0) consumed.inc({ ...this.labels, outcome: "inserted" }, inserted);
-    if (duplicates > 0) consumed.inc({ ...this.labels, outcome: "duplicate" }, duplicates);
-    if (bad.length > 0) consumed.inc({ ...this.labels, outcome: "dead_lettered" }, bad.length);
-    if (gone > 0) consumed.inc({ ...this.labels, outcome: "deleted" }, gone);
+    if (inserted > 0) consumedEntries.inc({ ...this.labels, outcome: "inserted" }, inserted);
+    if (duplicates > 0) consumedEntries.inc({ ...this.labels, outcome: "duplicate" }, duplicates);
+    if (bad.length > 0)
+      consumedEntries.inc({ ...this.labels, outcome: "dead_lettered" }, bad.length);
+    if (gone > 0) consumedEntries.inc({ ...this.labels, outcome: "deleted" }, gone);
     span.setAttributes({
       "seckill.inserted": inserted,
       "seckill.duplicates": duplicates,
@@ -433,7 +384,7 @@ class StreamLoop {
         stop();
         return Number(result.numInsertedOrUpdatedRows ?? 0);
       } catch (err) {
-        failures.inc({ ...this.labels, stage: "insert" });
+        consumerErrors.inc({ ...this.labels, stage: "insert" });
         if (attempt >= 2 || this.stopping) throw err;
         await sleep(backoffMs(attempt, 1000));
       }
@@ -447,20 +398,17 @@ class StreamLoop {
   ): Promise<void> {
     const pipeline = this.opts.redis.pipeline();
     for (const b of bad) {
-      const original = b.fields.length % 2 === 0 ? b.fields : ["fields", JSON.stringify(b.fields)];
       // Dead letter before the ack: a crash in between re-delivers it (a second dead letter), never loses it.
       pipeline.xadd(
         this.deadKey,
         "*",
-        ...original,
-        "_entry_id",
-        b.id,
-        "_reason",
-        b.reason,
-        "_consumer",
-        this.opts.consumerName,
-        "_at",
-        String(Date.now()),
+        ...encodeDeadLetter({
+          fields: b.fields,
+          entryId: b.id,
+          reason: b.reason,
+          consumer: this.opts.consumerName,
+          atMs: Date.now(),
+        }),
       );
     }
     pipeline.xack(this.key, GROUP, ...ids);
@@ -470,7 +418,7 @@ class StreamLoop {
     const results = (await pipeline.exec()) ?? [];
     const failed = results.slice(0, bad.length + 1).find(([err]) => err);
     if (failed) {
-      failures.inc({ ...this.labels, stage: "ack" });
+      consumerErrors.inc({ ...this.labels, stage: "ack" });
       throw failed[0];
     }
   }
@@ -494,14 +442,14 @@ class StreamLoop {
         const [next, entries] = reply;
         if (entries.length > 0) {
           total += entries.length;
-          reclaimed.inc(this.labels, entries.length);
+          reclaimedEntries.inc(this.labels, entries.length);
           await this.dispatch(entries);
         }
         cursor = next;
         if (cursor === "0-0") break;
       }
     } catch (err) {
-      failures.inc({ ...this.labels, stage: "claim" });
+      consumerErrors.inc({ ...this.labels, stage: "claim" });
       this.log.warn({ err: String(err) }, "XAUTOCLAIM failed; trying again later");
     }
     if (total > 0)
@@ -517,16 +465,16 @@ class StreamLoop {
         this.opts.redis.call("XINFO", "GROUPS", this.key) as Promise<unknown[][]>,
         this.opts.redis.xlen(this.key),
       ]);
-      lengthGauge.set(this.labels, length);
+      streamLength.set(this.labels, length);
       for (const raw of groups) {
         const info = pairs(raw);
         if (info.get("name") !== GROUP) continue;
-        pendingGauge.set(this.labels, Number(info.get("pending") ?? 0));
+        streamPending.set(this.labels, Number(info.get("pending") ?? 0));
         const lag = info.get("lag");
-        if (lag !== null && lag !== undefined) lagGauge.set(this.labels, Number(lag));
+        if (lag !== null && lag !== undefined) streamLag.set(this.labels, Number(lag));
       }
     } catch (err) {
-      failures.inc({ ...this.labels, stage: "stats" });
+      consumerErrors.inc({ ...this.labels, stage: "stats" });
       this.log.debug({ err: String(err) }, "stream stats failed");
     }
   }

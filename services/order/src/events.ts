@@ -4,19 +4,10 @@
  * subscriber connection, shared by all of its WatchOrder streams, subscribed
  * to a channel while at least one stream watches that order.
  */
+import { orderChannel } from "../../shared/src/data-plane/keys.ts";
 import type { Logger } from "../../shared/src/runtime/log.ts";
-import { counter, gauge, once } from "../../shared/src/runtime/metrics.ts";
 import type { Redis } from "../../shared/src/stores/redis.ts";
-import { orderChannel } from "./stream.ts";
-
-const published = once("seckill_order_events_published_total", () =>
-  counter("seckill_order_events_published_total", "Order status changes published on order:<id>.", [
-    "status",
-  ]),
-);
-const watchedGauge = once("seckill_order_watched_orders", () =>
-  gauge("seckill_order_watched_orders", "Orders with at least one WatchOrder stream here."),
-);
+import { eventsPublished, watchedOrders } from "./metrics.ts";
 
 export type Listener = (status: string) => void;
 
@@ -41,7 +32,7 @@ export class OrderEvents {
    */
   publish(orderId: string, status: string): void {
     this.publisher.publish(orderChannel(orderId), status).then(
-      () => published.inc({ status }),
+      () => eventsPublished.inc({ status }),
       (err) =>
         this.log.warn({ orderId, status, err: String(err) }, "publishing an order change failed"),
     );
@@ -64,7 +55,7 @@ export class OrderEvents {
       );
       entry = { listeners: new Set(), ready };
       this.channels.set(channel, entry);
-      watchedGauge.set(this.channels.size);
+      watchedOrders.set(this.channels.size);
     }
     entry.listeners.add(listener);
     await entry.ready;
@@ -76,7 +67,7 @@ export class OrderEvents {
       mine.listeners.delete(listener);
       if (mine.listeners.size === 0 && this.channels.get(channel) === mine) {
         this.channels.delete(channel);
-        watchedGauge.set(this.channels.size);
+        watchedOrders.set(this.channels.size);
         await this.subscriber.unsubscribe(channel).catch(() => {});
       }
     };
@@ -84,6 +75,6 @@ export class OrderEvents {
 
   close(): void {
     this.channels.clear();
-    watchedGauge.set(0);
+    watchedOrders.set(0);
   }
 }

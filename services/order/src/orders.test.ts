@@ -1,17 +1,19 @@
 /**
  * The order service in process (two instances) on a real Redis, MariaDB and
- * etcd, against seckill-core: the real service (services/seckill-core, its
- * Release / ConfirmPayment calls counted by an interceptor) and the small fake
- * of testing/fake-core.ts that applies the contract's Redis effects.
+ * etcd, against seckill-core: the real service (services/seckill-core as a
+ * process, its Release / ConfirmPayment calls counted by an interceptor on an
+ * in-process front) and the small fake of testing/fake-core.ts that applies
+ * the contract's Redis effects.
  * ORDER_TEST_CORE=real|fake runs one of them; both by default.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import type { Kysely } from "kysely";
 import { OrderStatus } from "../../gen/seckill/common/v1/common_pb.ts";
 import type { Order } from "../../gen/seckill/order/v1/order_pb.ts";
+import { encodeOrderIntent as intentFields } from "../../shared/src/data-plane/order-intent.ts";
 import { Mesh } from "../../shared/src/mesh/mesh.ts";
 import { createLogger } from "../../shared/src/runtime/log.ts";
 import type { RunningService } from "../../shared/src/runtime/server.ts";
@@ -20,8 +22,8 @@ import { type Stack, startStack } from "../../shared/src/stack/index.ts";
 import { createEtcd, type Etcd3 } from "../../shared/src/stores/etcd.ts";
 import { createDb } from "../../shared/src/stores/mysql.ts";
 import { createRedis, type Redis } from "../../shared/src/stores/redis.ts";
+import { codeIs, expectCode, pollUntil } from "../../shared/src/testing/index.ts";
 import type { Database } from "./db.ts";
-import { intentFields } from "./stream.ts";
 import { counters, makeIntent, reservationStatus, reserve } from "./testing/contract.ts";
 import { type CoreKind, type CoreUnderTest, startCore } from "./testing/core-under-test.ts";
 import {
@@ -33,21 +35,9 @@ import {
   type StackUrls,
   startOrder,
 } from "./testing/harness.ts";
-import { pending, rowCount, waitUntil } from "./testing/helpers.ts";
+import { pending, rowCount } from "./testing/helpers.ts";
 
 const log = createLogger("order-test", "silent");
-
-const codeOf = (err: unknown) => (err instanceof ConnectError ? err.code : undefined);
-async function rejectsWith(p: Promise<unknown>, code: Code, message?: RegExp): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    assert.equal(codeOf(err), code, `expected ${Code[code]}, got ${String(err)}`);
-    if (message) assert.match((err as Error).message, message);
-    return (err as Error).message;
-  }
-  assert.fail(`expected ${Code[code]}, but the call succeeded`);
-}
 
 const kinds: CoreKind[] =
   process.env.ORDER_TEST_CORE === "real" || process.env.ORDER_TEST_CORE === "fake"
@@ -89,7 +79,11 @@ function suite(kind: CoreKind) {
           ...(o.deadlineMs ? { deadlineMs: o.deadlineMs(i) } : {}),
         })),
       );
-      await waitUntil(async () => (await rowCount(db, act)) === n, 20_000, `${n} rows of ${act}`);
+      await pollUntil(async () => (await rowCount(db, act)) === n, {
+        timeoutMs: 20_000,
+        message: `${n} rows of ${act}`,
+        intervalMs: 25,
+      });
       return reserved;
     };
 
@@ -156,12 +150,12 @@ function suite(kind: CoreKind) {
       const again = await client.pay({ orderId: id, paymentId: "pay-1" }, buyer);
       assert.equal(again.order?.status, OrderStatus.PAID);
       assert.equal(core.confirmCalls.get(id), 1, "a repeated payment does not call core again");
-      await rejectsWith(
+      await expectCode(
         client.pay({ orderId: id, paymentId: "pay-2" }, buyer),
         Code.FailedPrecondition,
         /already paid with another payment_id/,
       );
-      await rejectsWith(
+      await expectCode(
         client.cancel({ orderId: id }, buyer),
         Code.FailedPrecondition,
         /paid and can no longer be cancelled/,
@@ -178,7 +172,7 @@ function suite(kind: CoreKind) {
       assert.equal(order?.cancelReason, "user_cancelled");
       const again = await client.cancel({ orderId: id, reason: "changed my mind" }, buyer);
       assert.equal(again.order?.cancelReason, "user_cancelled", "unchanged");
-      await rejectsWith(
+      await expectCode(
         client.pay({ orderId: id, paymentId: "late-1" }, buyer),
         Code.FailedPrecondition,
         /payment refused: the order was cancelled/,
@@ -200,7 +194,7 @@ function suite(kind: CoreKind) {
     it("a payment_id used by another order is refused; nothing changes", async () => {
       const [a, b] = await sale("s-dup-pay", 2, { user: () => "same-buyer" });
       await client.pay({ orderId: a!.orderId, paymentId: "shared-pay" }, as("same-buyer"));
-      await rejectsWith(
+      await expectCode(
         client.pay({ orderId: b!.orderId, paymentId: "shared-pay" }, as("same-buyer")),
         Code.FailedPrecondition,
         /already used for another order/,
@@ -214,26 +208,25 @@ function suite(kind: CoreKind) {
         deadlineMs: () => Date.now() + 1000,
         paymentTimeoutSeconds: 1,
       });
-      await waitUntil(
-        async () => (await counters(redis, act)).stock === 50,
-        10_000,
-        "every expired order's stock back",
-      );
+      await pollUntil(async () => (await counters(redis, act)).stock === 50, {
+        timeoutMs: 10_000,
+        message: "every expired order's stock back",
+        intervalMs: 25,
+      });
       for (const intent of intents) {
         const r = await row(intent.orderId);
         assert.equal(r.status, "CANCELLED");
         assert.equal(r.cancel_reason, "payment_timeout");
         assert.equal(core.releaseCalls.get(intent.orderId), 1, "Release called exactly once");
       }
-      await waitUntil(
+      await pollUntil(
         async () =>
           (await Promise.all(intents.map((i) => row(i.orderId)))).every(
             (r) => r.stock_settled === 1,
           ),
-        5000,
-        "stock_settled",
+        { timeoutMs: 5000, message: "stock_settled", intervalMs: 25 },
       );
-      await rejectsWith(
+      await expectCode(
         client.pay({ orderId: intents[0]!.orderId, paymentId: "too-late" }, as(intents[0]!.userId)),
         Code.FailedPrecondition,
         /payment deadline passed; its stock went back on sale/,
@@ -267,7 +260,7 @@ function suite(kind: CoreKind) {
                   payOutcome.set(intent.orderId, "ok");
                 },
                 (err) => {
-                  assert.equal(codeOf(err), Code.FailedPrecondition, String(err));
+                  codeIs(Code.FailedPrecondition)(err);
                   payOutcome.set(intent.orderId, "refused");
                 },
               );
@@ -280,7 +273,7 @@ function suite(kind: CoreKind) {
                       cancelOutcome.set(intent.orderId, "ok");
                     },
                     (err) => {
-                      assert.equal(codeOf(err), Code.FailedPrecondition, String(err));
+                      codeIs(Code.FailedPrecondition)(err);
                       cancelOutcome.set(intent.orderId, "refused");
                     },
                   )
@@ -289,7 +282,7 @@ function suite(kind: CoreKind) {
           }),
         );
         // Anything still pending is past its deadline: the sweepers finish it.
-        await waitUntil(
+        await pollUntil(
           async () =>
             (
               await db
@@ -301,8 +294,7 @@ function suite(kind: CoreKind) {
                 )
                 .execute()
             ).length === 0,
-          20_000,
-          "every order final and settled",
+          { timeoutMs: 20_000, message: "every order final and settled", intervalMs: 25 },
         );
         const rows = await db
           .selectFrom("orders")
@@ -357,11 +349,11 @@ function suite(kind: CoreKind) {
       const { order } = await client.cancel({ orderId: id }, as(intent!.userId));
       assert.equal(order?.status, OrderStatus.CANCELLED);
       assert.equal((await row(id)).stock_settled, 0);
-      await waitUntil(
-        async () => (await row(id)).stock_settled === 1,
-        20_000,
-        "settled by the sweeper",
-      );
+      await pollUntil(async () => (await row(id)).stock_settled === 1, {
+        timeoutMs: 20_000,
+        message: "settled by the sweeper",
+        intervalMs: 25,
+      });
       assert.equal(core.releasedNow.get(id), 1);
       assert.ok((core.releaseCalls.get(id) ?? 0) >= 2);
       assert.deepEqual(await counters(redis, "s-settle"), {
@@ -383,7 +375,7 @@ function suite(kind: CoreKind) {
       assert.equal(creating.order?.quantity, 2);
       assert.equal(creating.order?.userId, "getter");
       assert.equal(timestampMs(creating.order!.paymentDeadline!), r!.deadlineMs);
-      await rejectsWith(
+      await expectCode(
         client.getOrder({ orderId: id, activityId: act }, as("someone-else")),
         Code.NotFound,
       );
@@ -393,14 +385,18 @@ function suite(kind: CoreKind) {
         OrderStatus.CREATING,
       );
       await publishActivity(etcd, act, { totalStock: 10 });
-      await waitUntil(async () => (await rowCount(db, act)) === 1, 10_000, "the row");
+      await pollUntil(async () => (await rowCount(db, act)) === 1, {
+        timeoutMs: 10_000,
+        message: "the row",
+        intervalMs: 25,
+      });
       const pendingOrder = await client.getOrder({ orderId: id }, as("getter"));
       assert.equal(pendingOrder.order?.status, OrderStatus.PENDING_PAYMENT);
       assert.equal(pendingOrder.order?.amountCents, 3998n);
       assert.equal(pendingOrder.order?.currency, "USD");
       const byAdmin = await client.getOrder({ orderId: id }, as("boss", "admin"));
       assert.equal(byAdmin.order?.userId, "getter");
-      await rejectsWith(client.getOrder({ orderId: id }, as("someone-else")), Code.NotFound);
+      await expectCode(client.getOrder({ orderId: id }, as("someone-else")), Code.NotFound);
     });
 
     if (kind === "fake")
@@ -409,27 +405,31 @@ function suite(kind: CoreKind) {
         const act = "s-get-nohint";
         await core.warm(act, { totalStock: 10 });
         await publishActivity(etcd, act, { totalStock: 10 });
-        await waitUntil(
-          async () => (await redis.exists(`{act:${act}}:orders`)) === 1,
-          5000,
-          "the consumer group",
-        );
+        await pollUntil(async () => (await redis.exists(`{act:${act}}:orders`)) === 1, {
+          timeoutMs: 5000,
+          message: "the consumer group",
+          intervalMs: 25,
+        });
         const intent = makeIntent(act, { userId: "getter" });
         await reserve(redis, intent, { append: false });
         const noHint = await client.getOrder({ orderId: intent.orderId }, as("getter"));
         assert.equal(noHint.order?.status, OrderStatus.CREATING);
         assert.equal(noHint.order?.unitPriceCents, 1999n, "price from the activity definition");
-        await rejectsWith(
+        await expectCode(
           client.pay({ orderId: intent.orderId, paymentId: "early" }, as("getter")),
           Code.FailedPrecondition,
           /still being created/,
         );
-        await rejectsWith(
+        await expectCode(
           client.pay({ orderId: intent.orderId, paymentId: "early" }, as("someone-else")),
           Code.NotFound,
         );
         await redis.xadd(`{act:${act}}:orders`, "*", ...intentFields(intent));
-        await waitUntil(async () => (await rowCount(db, act)) === 1, 10_000, "the row");
+        await pollUntil(async () => (await rowCount(db, act)) === 1, {
+          timeoutMs: 10_000,
+          message: "the row",
+          intervalMs: 25,
+        });
         const paid = await client.pay({ orderId: intent.orderId, paymentId: "now" }, as("getter"));
         assert.equal(paid.order?.status, OrderStatus.PAID);
       });
@@ -445,10 +445,9 @@ function suite(kind: CoreKind) {
         acts[0]!,
         Array.from({ length: 5 }, () => ({ userId: "not-lister" })),
       );
-      await waitUntil(
+      await pollUntil(
         async () => (await rowCount(db, acts[0]!)) + (await rowCount(db, acts[1]!)) === 135,
-        20_000,
-        "rows",
+        { timeoutMs: 20_000, message: "rows", intervalMs: 25 },
       );
       const expected = await db
         .selectFrom("orders")
@@ -486,7 +485,7 @@ function suite(kind: CoreKind) {
       assert.equal(clamped.orders.length, 100, "page_size above 100 is clamped to 100");
       const defaulted = await client.listMyOrders({}, as("lister"));
       assert.equal(defaulted.orders.length, 20);
-      await rejectsWith(
+      await expectCode(
         client.listMyOrders(
           { pageToken: defaulted.nextPageToken, activityId: acts[0]! },
           as("lister"),
@@ -501,35 +500,34 @@ function suite(kind: CoreKind) {
       const id = intent!.orderId;
       const before = await row(id);
       const unknown = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
-      await rejectsWith(client.getOrder({ orderId: unknown }, as("owner")), Code.NotFound);
-      await rejectsWith(
+      await expectCode(client.getOrder({ orderId: unknown }, as("owner")), Code.NotFound);
+      await expectCode(
         client.getOrder({ orderId: unknown, activityId: "s-bad" }, as("owner")),
         Code.NotFound,
       );
-      await rejectsWith(
+      await expectCode(
         client.pay({ orderId: unknown, paymentId: "p" }, as("owner")),
         Code.NotFound,
       );
-      await rejectsWith(client.cancel({ orderId: unknown }, as("owner")), Code.NotFound);
+      await expectCode(client.cancel({ orderId: unknown }, as("owner")), Code.NotFound);
       // Someone else's order: NOT_FOUND, exactly like an unknown one (existence is not revealed).
-      const other = await rejectsWith(
-        client.getOrder({ orderId: id }, as("intruder")),
-        Code.NotFound,
-      );
+      const other = (
+        await expectCode(client.getOrder({ orderId: id }, as("intruder")), Code.NotFound)
+      ).message;
       assert.equal(
         other,
         (
-          await rejectsWith(client.getOrder({ orderId: unknown }, as("intruder")), Code.NotFound)
-        ).replace(unknown, id),
+          await expectCode(client.getOrder({ orderId: unknown }, as("intruder")), Code.NotFound)
+        ).message.replace(unknown, id),
       );
-      await rejectsWith(client.pay({ orderId: id, paymentId: "p" }, as("intruder")), Code.NotFound);
-      await rejectsWith(client.cancel({ orderId: id }, as("intruder")), Code.NotFound);
+      await expectCode(client.pay({ orderId: id, paymentId: "p" }, as("intruder")), Code.NotFound);
+      await expectCode(client.cancel({ orderId: id }, as("intruder")), Code.NotFound);
       // No identity at all.
-      await rejectsWith(client.getOrder({ orderId: id }), Code.Unauthenticated);
-      await rejectsWith(client.pay({ orderId: id, paymentId: "p" }), Code.Unauthenticated);
-      await rejectsWith(client.cancel({ orderId: id }), Code.Unauthenticated);
-      await rejectsWith(client.listMyOrders({}), Code.Unauthenticated);
-      await rejectsWith(
+      await expectCode(client.getOrder({ orderId: id }), Code.Unauthenticated);
+      await expectCode(client.pay({ orderId: id, paymentId: "p" }), Code.Unauthenticated);
+      await expectCode(client.cancel({ orderId: id }), Code.Unauthenticated);
+      await expectCode(client.listMyOrders({}), Code.Unauthenticated);
+      await expectCode(
         (async () => {
           for await (const _ of client.watchOrder({ orderId: id })) {
           }
@@ -537,39 +535,39 @@ function suite(kind: CoreKind) {
         Code.Unauthenticated,
       );
       // Malformed arguments.
-      await rejectsWith(
+      await expectCode(
         client.getOrder({ orderId: "" }, as("owner")),
         Code.InvalidArgument,
         /order_id is required/,
       );
-      await rejectsWith(
+      await expectCode(
         client.getOrder({ orderId: "x".repeat(27) }, as("owner")),
         Code.InvalidArgument,
       );
-      await rejectsWith(
+      await expectCode(
         client.getOrder({ orderId: "abc'; drop" }, as("owner")),
         Code.InvalidArgument,
       );
-      await rejectsWith(
+      await expectCode(
         client.pay({ orderId: id, paymentId: "" }, as("owner")),
         Code.InvalidArgument,
         /payment_id is required/,
       );
-      await rejectsWith(
+      await expectCode(
         client.pay({ orderId: id, paymentId: "p".repeat(129) }, as("owner")),
         Code.InvalidArgument,
       );
-      await rejectsWith(
+      await expectCode(
         client.cancel({ orderId: id, reason: "r".repeat(256) }, as("owner")),
         Code.InvalidArgument,
       );
-      await rejectsWith(client.listMyOrders({ pageSize: -1 }, as("owner")), Code.InvalidArgument);
-      await rejectsWith(
+      await expectCode(client.listMyOrders({ pageSize: -1 }, as("owner")), Code.InvalidArgument);
+      await expectCode(
         client.listMyOrders({ pageToken: "garbage!" }, as("owner")),
         Code.InvalidArgument,
         /page_token/,
       );
-      await rejectsWith(
+      await expectCode(
         client.listMyOrders(
           { pageToken: Buffer.from('{"v":1,"c":"x"}').toString("base64url") },
           as("owner"),
@@ -595,11 +593,19 @@ function suite(kind: CoreKind) {
         ))
           seen.push({ status: res.order!.status, at: Date.now() - started });
       })();
-      await waitUntil(() => seen.length === 1, 5000, "the current state");
+      await pollUntil(() => seen.length === 1, {
+        timeoutMs: 5000,
+        message: "the current state",
+        intervalMs: 25,
+      });
       assert.equal(seen[0]!.status, OrderStatus.CREATING);
       // Publishing the activity lets order consume its stream: the row appears and is announced.
       await publishActivity(etcd, act, { totalStock: 5 });
-      await waitUntil(() => seen.length === 2, 10_000, "PENDING_PAYMENT pushed");
+      await pollUntil(() => seen.length === 2, {
+        timeoutMs: 10_000,
+        message: "PENDING_PAYMENT pushed",
+        intervalMs: 25,
+      });
       assert.equal(seen[1]!.status, OrderStatus.PENDING_PAYMENT);
       await client.pay({ orderId: id, paymentId: "watch-pay" }, as("watcher"));
       await watching; // the server ends the stream after the final state

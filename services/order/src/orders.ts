@@ -9,11 +9,12 @@ import { trace } from "@opentelemetry/api";
 import type { Activity } from "../../gen/seckill/common/v1/common_pb.ts";
 import type { Reservation } from "../../gen/seckill/core/v1/core_pb.ts";
 import type { Order } from "../../gen/seckill/order/v1/order_pb.ts";
+import { idProblem, MAX_ID_LENGTH, orderIdProblem } from "../../shared/src/data-plane/ids.ts";
 import type { Logger } from "../../shared/src/runtime/log.ts";
-import { counter, once } from "../../shared/src/runtime/metrics.ts";
 import type { Caller } from "../../shared/src/transport/identity.ts";
 import type { OrderRow } from "./db.ts";
 import type { OrderEvents } from "./events.ts";
+import { refusals, stateChanges } from "./metrics.ts";
 import type { CoreClient, StockSettler } from "./settlement.ts";
 import {
   CancelReason,
@@ -25,7 +26,6 @@ import {
   MAX_CANCEL_REASON,
 } from "./state.ts";
 import { type OrderStore, PaymentIdInUse } from "./store.ts";
-import { LIMITS } from "./stream.ts";
 import {
   decodePageToken,
   encodePageToken,
@@ -33,21 +33,6 @@ import {
   orderFromReservation,
   orderFromRow,
 } from "./views.ts";
-
-const changes = once("seckill_order_state_changes_total", () =>
-  counter(
-    "seckill_order_state_changes_total",
-    "Order transitions won by this instance, by new status and cause (pay, user, admin, timeout).",
-    ["status", "cause"],
-  ),
-);
-const refusals = once("seckill_order_refusals_total", () =>
-  counter(
-    "seckill_order_refusals_total",
-    "Pay / Cancel calls refused with FAILED_PRECONDITION, by operation and reason.",
-    ["op", "reason"],
-  ),
-);
 
 export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 100;
@@ -73,13 +58,14 @@ const notFound = (orderId: string) => new ConnectError(`order ${orderId} not fou
 const precondition = (message: string) => new ConnectError(message, Code.FailedPrecondition);
 
 export function checkOrderId(orderId: string): void {
-  if (orderId === "") throw invalid("order_id is required");
-  if (orderId.length > LIMITS.orderId || !/^[0-9A-Za-z]+$/.test(orderId))
-    throw invalid("order_id is not a valid order id");
+  const problem = orderIdProblem("order_id", orderId);
+  if (problem) throw invalid(problem);
 }
 
+/** An optional activity id: empty, or an id. */
 function checkActivityHint(activityId: string): void {
-  if (activityId.length > LIMITS.id) throw invalid("activity_id is too long");
+  const problem = activityId === "" ? undefined : idProblem("activity_id", activityId);
+  if (problem) throw invalid(problem);
 }
 
 const visibleTo = (userId: string, caller: Caller) =>
@@ -131,8 +117,9 @@ export class Orders {
   async pay(orderId: string, paymentId: string, caller: Caller): Promise<Order> {
     checkOrderId(orderId);
     if (paymentId === "") throw invalid("payment_id is required");
-    if (paymentId.length > LIMITS.id)
-      throw invalid(`payment_id must be at most ${LIMITS.id} characters`);
+    // Not one of ours (the provider's reference), but it fits the same column width as an id.
+    if (paymentId.length > MAX_ID_LENGTH)
+      throw invalid(`payment_id must be at most ${MAX_ID_LENGTH} characters`);
     const span = trace.getActiveSpan();
     span?.setAttribute("seckill.order_id", orderId);
     const row = await this.ownedRow(orderId, caller, "pay");
@@ -152,7 +139,7 @@ export class Orders {
       span?.setAttribute("seckill.pay.won", won);
       current = await this.mustGet(orderId);
       if (won) {
-        changes.inc({ status: "PAID", cause: "pay" });
+        stateChanges.inc({ status: "PAID", cause: "pay" });
         this.deps.log.info({ orderId, paymentId }, "order paid");
         this.deps.events.publish(orderId, "PAID");
         await this.deps.settler.settle(current);
@@ -184,7 +171,7 @@ export class Orders {
       const won = await this.deps.store.tryCancel(orderId, reason);
       current = await this.mustGet(orderId);
       if (won) {
-        changes.inc({ status: "CANCELLED", cause: byAdmin ? "admin" : "user" });
+        stateChanges.inc({ status: "CANCELLED", cause: byAdmin ? "admin" : "user" });
         this.deps.log.info({ orderId, reason }, "order cancelled");
         this.deps.events.publish(orderId, "CANCELLED");
         await this.deps.settler.settle(current);
@@ -265,7 +252,7 @@ export class Orders {
   private async expire(orderId: string): Promise<void> {
     const won = await this.deps.store.tryExpire(orderId);
     if (!won) return;
-    changes.inc({ status: "CANCELLED", cause: CancelReason.TIMEOUT });
+    stateChanges.inc({ status: "CANCELLED", cause: CancelReason.TIMEOUT });
     const row = await this.mustGet(orderId);
     this.deps.events.publish(orderId, "CANCELLED");
     await this.deps.settler.settle(row);

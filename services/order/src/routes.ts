@@ -1,6 +1,6 @@
 /** OrderService handlers: identity from the gateway's trusted headers, then the domain (orders.ts). */
 import { OrderService } from "../../gen/seckill/order/v1/order_pb.ts";
-import type { Routes } from "../../shared/src/transport/grpc.ts";
+import type { Routes } from "../../shared/src/transport/grpc-server.ts";
 import { requireCaller } from "../../shared/src/transport/identity.ts";
 import type { Orders } from "./orders.ts";
 

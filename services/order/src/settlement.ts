@@ -8,18 +8,10 @@
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import { ReservationStatus, type SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
 import type { Logger } from "../../shared/src/runtime/log.ts";
-import { counter, once } from "../../shared/src/runtime/metrics.ts";
 import { type OrderRow, Settled } from "./db.ts";
+import { settlements } from "./metrics.ts";
 import { releaseReason } from "./state.ts";
 import type { OrderStore } from "./store.ts";
-
-const settlements = once("seckill_order_settlements_total", () =>
-  counter(
-    "seckill_order_settlements_total",
-    "Calls telling core about a final order, by kind (confirm, release) and result (settled, retry, conflict).",
-    ["kind", "result"],
-  ),
-);
 
 export type CoreClient = Client<typeof SeckillCoreService>;
 export type SettleResult = "settled" | "retry" | "conflict";

@@ -1,16 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { newId } from "../../shared/src/data-plane/ids.ts";
+import { orderChannel } from "../../shared/src/data-plane/keys.ts";
 import {
-  deadLetterKey,
+  deadLetterStream as deadLetterKey,
   fieldMap,
-  intentFields,
-  intentRow,
+  encodeOrderIntent as intentFields,
   type OrderIntent,
-  orderChannel,
-  parseEntry,
-  streamKey,
-} from "./stream.ts";
+  decodeOrderIntent as parseEntry,
+  orderIntentStream as streamKey,
+} from "../../shared/src/data-plane/order-intent.ts";
+import { intentRow } from "./stream.ts";
 
 const intent: OrderIntent = {
   orderId: newId(1_700_000_000_000),

@@ -7,23 +7,10 @@
  *    stock_settled is still 0 (the winner's call failed, or it died).
  */
 import type { Logger } from "../../shared/src/runtime/log.ts";
-import { counter, histogram, once } from "../../shared/src/runtime/metrics.ts";
 import type { OrderEvents } from "./events.ts";
+import { expiredOrders, sweepErrors, sweepSeconds } from "./metrics.ts";
 import type { StockSettler } from "./settlement.ts";
 import type { OrderStore } from "./store.ts";
-
-const expired = once("seckill_order_expired_total", () =>
-  counter(
-    "seckill_order_expired_total",
-    "Orders cancelled by this instance because the payment deadline passed.",
-  ),
-);
-const sweepSeconds = once("seckill_order_sweep_seconds", () =>
-  histogram("seckill_order_sweep_seconds", "One sweeper round.", ["sweeper"]),
-);
-const sweepErrors = once("seckill_order_sweep_errors_total", () =>
-  counter("seckill_order_sweep_errors_total", "Sweeper rounds that failed.", ["sweeper"]),
-);
 
 export interface SweeperOptions {
   store: OrderStore;
@@ -52,7 +39,7 @@ export function startSweepers(opts: SweeperOptions): Sweepers {
     for (let round = 0; round < 50 && !stopped; round++) {
       const rows = await store.cancelExpired(opts.sweepBatch);
       if (rows.length === 0) break;
-      expired.inc(rows.length);
+      expiredOrders.inc(rows.length);
       log.info({ orders: rows.length }, "cancelled orders past their payment deadline");
       await Promise.all(
         rows.map(async (row) => {

@@ -21,12 +21,13 @@ import { SeckillAppService } from "../../gen/seckill/app/v1/app_pb.ts";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
 import { createReserver } from "../../seckill-core/src/client.ts";
-import { activity } from "../../seckill-core/src/testing.ts";
+import { sleep } from "../../shared/src/runtime/time.ts";
 import { activityKey, encodeActivity } from "../../shared/src/sale/activities.ts";
 import { startEtcd, startRedis } from "../../shared/src/stack/index.ts";
 import { createEtcd } from "../../shared/src/stores/etcd.ts";
+import { activityFixture } from "../../shared/src/testing/fixtures.ts";
 import { startServiceProcess } from "../../shared/src/testing/service-process.ts";
-import { createGrpcTransport } from "../../shared/src/transport/grpc.ts";
+import { createGrpcTransport } from "../../shared/src/transport/grpc-client.ts";
 import { identityHeaders } from "../../shared/src/transport/identity.ts";
 import { BuyTokens } from "../src/buy-token.ts";
 
@@ -129,17 +130,18 @@ try {
   const coreClient = createClient(SeckillCoreService, coreTransport);
   const tokens = new BuyTokens(SECRET, 600);
 
-  const publish = async (a: ReturnType<typeof activity>) => {
+  const publish = async (a: ReturnType<typeof activityFixture>) => {
     await coreClient.warmUp({ activity: a });
     await etcd.put(activityKey(a.id)).value(encodeActivity(a));
   };
-  for (let i = 0; i < 18; i++) await publish(activity({ id: `filler-${i}`, totalStock: 10 }));
-  await publish(activity({ id: "bench", totalStock: HUGE, perUserLimit: 1 }));
-  await publish(activity({ id: "gone", totalStock: 1, perUserLimit: 1 }));
+  for (let i = 0; i < 18; i++)
+    await publish(activityFixture({ id: `filler-${i}`, totalStock: 10 }));
+  await publish(activityFixture({ id: "bench", totalStock: HUGE, perUserLimit: 1 }));
+  await publish(activityFixture({ id: "gone", totalStock: 1, perUserLimit: 1 }));
   for (;;) {
     const { activities } = await appClient.listActivities({});
     if (activities.length === 20) break;
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
   // Sell "gone" out through the app so its flag is up.
   const first = await appClient.buy(

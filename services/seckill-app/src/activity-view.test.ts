@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type Activity, ActivityStatus } from "../../gen/seckill/common/v1/common_pb.ts";
-import { activity } from "../../seckill-core/src/testing.ts";
+import { SoldOutFlags } from "../../shared/src/sale/sold-out.ts";
+import { activityFixture } from "../../shared/src/testing/fixtures.ts";
 import { ActivityView } from "./activity-view.ts";
-import { SoldOutFlags } from "./sold-out.ts";
 
 const T0 = Date.UTC(2030, 0, 1, 12, 0, 0);
 const MIN = 60_000;
@@ -22,16 +22,16 @@ describe("activity view", () => {
   it("derives statuses from the window, the clock and the flags, and orders by start", () => {
     const { v, flags, apply } = view();
     apply(
-      activity({ id: "later", startMs: T0 + 10 * MIN, endMs: T0 + 20 * MIN }),
-      activity({ id: "live", startMs: T0 - MIN, endMs: T0 + MIN }),
-      activity({ id: "over", startMs: T0 - 20 * MIN, endMs: T0 - 10 * MIN }),
-      activity({
+      activityFixture({ id: "later", startMs: T0 + 10 * MIN, endMs: T0 + 20 * MIN }),
+      activityFixture({ id: "live", startMs: T0 - MIN, endMs: T0 + MIN }),
+      activityFixture({ id: "over", startMs: T0 - 20 * MIN, endMs: T0 - 10 * MIN }),
+      activityFixture({
         id: "early",
         startMs: T0 - 2 * MIN,
         endMs: T0 + MIN,
         status: ActivityStatus.ENDED,
       }),
-      activity({ id: "draft", status: ActivityStatus.DRAFT }),
+      activityFixture({ id: "draft", status: ActivityStatus.DRAFT }),
     );
     assert.deepEqual(
       v.list(T0).map((a) => `${a.id}:${status(a)}`),
@@ -46,7 +46,7 @@ describe("activity view", () => {
 
   it("moves across window boundaries and flag expiry without any change event", () => {
     const { v, flags, apply, setNow } = view(1000);
-    apply(activity({ id: "a", startMs: T0 + 1000, endMs: T0 + 5000 }));
+    apply(activityFixture({ id: "a", startMs: T0 + 1000, endMs: T0 + 5000 }));
     assert.equal(status(v.get("a", T0)), "PUBLISHED");
     assert.equal(status(v.get("a", T0 + 999)), "PUBLISHED");
     assert.equal(status(v.get("a", T0 + 1000)), "LIVE", "start is inclusive");
@@ -60,10 +60,10 @@ describe("activity view", () => {
 
   it("ignores an older revision than the one it holds", () => {
     const { v, apply } = view();
-    apply(activity({ id: "a", perUserLimit: 3, revision: 5 }));
-    apply(activity({ id: "a", perUserLimit: 1, revision: 4 }));
+    apply(activityFixture({ id: "a", perUserLimit: 3, revision: 5 }));
+    apply(activityFixture({ id: "a", perUserLimit: 1, revision: 4 }));
     assert.equal(v.entry("a")?.activity.perUserLimit, 3);
-    apply(activity({ id: "a", perUserLimit: 2, revision: 6 }));
+    apply(activityFixture({ id: "a", perUserLimit: 2, revision: 6 }));
     assert.equal(v.entry("a")?.activity.perUserLimit, 2);
     apply();
     assert.equal(v.entry("a"), undefined, "removed from etcd: gone");
@@ -73,7 +73,7 @@ describe("activity view", () => {
     const { v, apply, flags } = view();
     apply(
       ...Array.from({ length: 50 }, (_, i) =>
-        activity({ id: `act-${i}`, startMs: T0 - MIN + i * 1000, endMs: T0 + 60 * MIN }),
+        activityFixture({ id: `act-${i}`, startMs: T0 - MIN + i * 1000, endMs: T0 + 60 * MIN }),
       ),
     );
     const n = 20_000;

@@ -12,7 +12,7 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Activity, ActivityStatus } from "../../gen/seckill/common/v1/common_pb.ts";
 import type { Logger } from "../../shared/src/runtime/log.ts";
 import type { SalePhase } from "../../shared/src/sale/activities.ts";
-import type { SoldOutFlags } from "./sold-out.ts";
+import type { SoldOutFlags } from "../../shared/src/sale/sold-out.ts";
 
 export interface SaleEntry {
   /** As written by admin. */

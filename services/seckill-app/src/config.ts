@@ -1,9 +1,6 @@
 import { z } from "zod";
-import { baseConfigSchema } from "../../shared/src/runtime/config.ts";
+import { baseConfigSchema, flag, int } from "../../shared/src/runtime/config.ts";
 import { MIN_SECRET_BYTES } from "./buy-token.ts";
-
-const int = (min: number, max: number, fallback: number) =>
-  z.coerce.number().int().min(min).max(max).default(fallback);
 
 /** seckill-app's settings: the base ones plus these (all from env). */
 export const appConfigSchema = baseConfigSchema.extend({
@@ -43,10 +40,7 @@ export const appConfigSchema = baseConfigSchema.extend({
    * Coalesce the commands of one event-loop tick into one write (ioredis auto-pipelining).
    * Off like everywhere else: with 64 concurrent Buys it measured no clear difference here.
    */
-  REDIS_AUTO_PIPELINING: z
-    .enum(["true", "false", "1", "0"])
-    .default("false")
-    .transform((v) => v === "true" || v === "1"),
+  REDIS_AUTO_PIPELINING: flag(),
   /** A Redis command not answered within this fails the call with UNAVAILABLE. */
   REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000, 1000),
   /** Start-up waits this long for the first read of the activities from etcd, then fails. */

@@ -2,11 +2,10 @@
  * What seckill-app keeps in Redis, shared by every instance: per-user rate
  * limits and the single-use claims of buy tokens.
  *
- * Keys (all in the activity's hash tag, so one script touches one slot and runs
- * unchanged on Redis Cluster; none of them is one of core's keys):
- *   {act:<id>}:tok:<nonce>       STRING request id that first used the token (contract), PX ttl
- *   {act:<id>}:rl:buy:<user>     STRING Buy attempts in the current window, PX window
- *   {act:<id>}:rl:tok:<user>     STRING GetBuyToken calls in the current window, PX window
+ * Keys (the data-plane contract, shared data-plane/keys.ts and docs/data-plane.md):
+ * the token's claim, the Buy rate and the GetBuyToken rate of a user, all in the
+ * activity's hash tag, so one script touches one slot and runs unchanged on
+ * Redis Cluster; none of them is one of core's keys.
  *
  * Limits are fixed windows that open at a user's first attempt (INCR, PEXPIRE on
  * the first): O(1), one key per (user, activity), at most 2x the limit across a
@@ -15,14 +14,7 @@
  * same slot as the token claim: Buy costs ONE round trip for both.
  */
 import type { Redis } from "ioredis";
-import { activityTag } from "../../seckill-core/src/keys.ts";
-
-export const claimKey = (activityId: string, nonce: string) =>
-  `${activityTag(activityId)}:tok:${nonce}`;
-export const buyRateKey = (activityId: string, userId: string) =>
-  `${activityTag(activityId)}:rl:buy:${userId}`;
-export const tokenRateKey = (activityId: string, userId: string) =>
-  `${activityTag(activityId)}:rl:tok:${userId}`;
+import { buyRateKey, buyTokenClaimKey, buyTokenRateKey } from "../../shared/src/data-plane/keys.ts";
 
 /**
  * A fixed window on KEYS[1] (ARGV[1] limit, ARGV[2] window ms): counts one attempt and
@@ -120,7 +112,7 @@ export class SaleLimits {
   ): Promise<BuyGate> {
     const [code, ms] = await this.redis.seckillAppBuy(
       buyRateKey(activityId, userId),
-      claimKey(activityId, nonce),
+      buyTokenClaimKey(activityId, nonce),
       this.buy.limit,
       this.buy.windowMs,
       requestId,
@@ -133,13 +125,13 @@ export class SaleLimits {
 
   /** Who claimed the token: the request id, or null. A plain GET, counted nowhere. */
   claimOwner(activityId: string, nonce: string): Promise<string | null> {
-    return this.redis.get(claimKey(activityId, nonce));
+    return this.redis.get(buyTokenClaimKey(activityId, nonce));
   }
 
   /** Counts a GetBuyToken call; the wait in ms when over the limit, else 0. */
   async admitToken(activityId: string, userId: string): Promise<number> {
     const [allowed, ms] = await this.redis.seckillAppRate(
-      tokenRateKey(activityId, userId),
+      buyTokenRateKey(activityId, userId),
       this.token.limit,
       this.token.windowMs,
     );

@@ -6,6 +6,7 @@
  */
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import { counter, histogram, once } from "../../shared/src/runtime/metrics.ts";
+import type { SoldOutMetrics } from "../../shared/src/sale/sold-out.ts";
 
 export const buyResults = once("seckill_app_buy_results_total", () =>
   counter(
@@ -57,6 +58,12 @@ export const soldOutFlagChanges = once("seckill_app_sold_out_flag_changes_total"
 export const restockMessages = once("seckill_app_restock_messages_total", () =>
   counter("seckill_app_restock_messages_total", "Restock messages received from core."),
 );
+
+/** seckill-app's sold-out flags (shared/src/sale/sold-out.ts) count here. */
+export const soldOutMetrics: SoldOutMetrics = {
+  changed: (change) => soldOutFlagChanges.inc({ change }),
+  restocked: () => restockMessages.inc(),
+};
 
 // Bound children for the hot path.
 type Inc = { inc(n?: number): void };

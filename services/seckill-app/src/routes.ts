@@ -3,12 +3,12 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { SeckillAppService } from "../../gen/seckill/app/v1/app_pb.ts";
 import type { Activity } from "../../gen/seckill/common/v1/common_pb.ts";
-import type { Routes } from "../../shared/src/transport/grpc.ts";
+import type { SoldOutFlags } from "../../shared/src/sale/sold-out.ts";
+import type { Routes } from "../../shared/src/transport/grpc-server.ts";
 import { checkBodyUserId, requireCaller } from "../../shared/src/transport/identity.ts";
 import type { ActivityView } from "./activity-view.ts";
 import type { RemainingStock } from "./remaining.ts";
 import type { Sale } from "./sale.ts";
-import type { SoldOutFlags } from "./sold-out.ts";
 
 export interface AppDeps {
   view: ActivityView;

@@ -34,10 +34,15 @@ import {
 } from "../../gen/seckill/app/v1/app_pb.ts";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import type { Reserver } from "../../seckill-core/src/client.ts";
-import { isTransientRedisError } from "../../seckill-core/src/store.ts";
-import { idProblem } from "../../seckill-core/src/validation.ts";
+import { idProblem } from "../../shared/src/data-plane/ids.ts";
+import {
+  type RedisErrorMapper,
+  redisErrorMapper,
+  withRedisErrors,
+} from "../../shared/src/data-plane/redis-errors.ts";
 import type { Logger } from "../../shared/src/runtime/log.ts";
 import type { BlacklistKind } from "../../shared/src/sale/blacklist.ts";
+import type { SoldOutFlags } from "../../shared/src/sale/sold-out.ts";
 import type { Caller } from "../../shared/src/transport/identity.ts";
 import type { ActivityView, SaleEntry } from "./activity-view.ts";
 import { phaseOf } from "./activity-view.ts";
@@ -45,7 +50,6 @@ import type { AdmissionGate } from "./admission.ts";
 import type { BuyTokens } from "./buy-token.ts";
 import type { SaleLimits } from "./limits.ts";
 import { countResult, shedBuy, shedToken, stage, tokenOutcomes } from "./metrics.ts";
-import type { SoldOutFlags } from "./sold-out.ts";
 
 export interface SaleDeps {
   view: ActivityView;
@@ -90,7 +94,11 @@ const TOKEN_INVALID = Object.fromEntries(
 const iso = (ms: number) => new Date(ms).toISOString();
 
 export class Sale {
-  constructor(private readonly d: SaleDeps) {}
+  private readonly redisFailure: RedisErrorMapper;
+
+  constructor(private readonly d: SaleDeps) {
+    this.redisFailure = redisErrorMapper({ store: "sale state", log: d.log });
+  }
 
   // -------------------------------------------------------------------------
   // GetBuyToken
@@ -129,7 +137,9 @@ export class Sale {
       throw exhausted("too many token requests on this instance", this.retryAfter());
     }
     try {
-      const waitMs = await this.redis(() => this.d.limits.admitToken(activityId, caller.userId));
+      const waitMs = await this.redis("admit_token", () =>
+        this.d.limits.admitToken(activityId, caller.userId),
+      );
       if (waitMs > 0) {
         tokenOutcomes.inc({ outcome: "rate_limited" });
         throw exhausted(`too many buy tokens requested; retry in ${waitMs} ms`, waitMs);
@@ -207,7 +217,7 @@ export class Sale {
     }
     try {
       const t2 = performance.now();
-      const claim = await this.redis(() =>
+      const claim = await this.redis("admit_buy", () =>
         this.d.limits.admitBuy(
           activityId,
           caller.userId,
@@ -284,16 +294,8 @@ export class Sale {
   }
 
   /** Redis failures become UNAVAILABLE (retry with the same request id and token) or INTERNAL. */
-  private async redis<T>(op: () => Promise<T>): Promise<T> {
-    try {
-      return await op();
-    } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      if (isTransientRedisError(err))
-        throw new ConnectError(`sale state unavailable: ${message}`, Code.Unavailable);
-      this.d.log.error({ err: message }, "redis script failed");
-      throw new ConnectError("sale state store failed", Code.Internal);
-    }
+  private redis<T>(op: string, run: () => Promise<T>): Promise<T> {
+    return withRedisErrors(this.redisFailure, op, run);
   }
 }
 

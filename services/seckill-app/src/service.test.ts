@@ -1,27 +1,20 @@
 /**
  * seckill-app over gRPC against real servers: redis-server and etcd from the
- * local stack, and a real seckill-core served in-process (startService), found
- * by the app through etcd like in production. Activities are published the way
- * admin does it: core WarmUp, then the protobuf JSON at /seckill/activities/<id>.
+ * local stack, and a real seckill-core started as its own process (the test
+ * kit's startAsProcess), found by the app through etcd like in production.
+ * Activities are published the way admin does it: core WarmUp, then the
+ * protobuf JSON at /seckill/activities/<id>.
  * Identity arrives in the gateway's trusted headers.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import {
-  type Client,
-  Code,
-  ConnectError,
-  createClient,
-  type Interceptor,
-} from "@connectrpc/connect";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import { SeckillAppService } from "../../gen/seckill/app/v1/app_pb.ts";
 import { type Activity, ActivityStatus, BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
-import { coreConfigSchema } from "../../seckill-core/src/config.ts";
-import { coreService } from "../../seckill-core/src/service.ts";
-import { activity, auditActivity } from "../../seckill-core/src/testing.ts";
 import { loadConfig } from "../../shared/src/runtime/config.ts";
+import { metricsRegistry } from "../../shared/src/runtime/metrics.ts";
 import { type RunningService, startService } from "../../shared/src/runtime/server.ts";
 import { activityKey, encodeActivity } from "../../shared/src/sale/activities.ts";
 import { putBlacklistEntry, removeBlacklistEntry } from "../../shared/src/sale/blacklist.ts";
@@ -32,11 +25,20 @@ import {
   startRedis,
 } from "../../shared/src/stack/index.ts";
 import { createEtcd, type Etcd3 } from "../../shared/src/stores/etcd.ts";
-import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc.ts";
+import {
+  activityFixture,
+  auditActivity,
+  codeIs,
+  metricValue,
+  type ProcessService,
+  pollUntil,
+  serviceEnv,
+  startAsProcess,
+} from "../../shared/src/testing/index.ts";
+import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc-client.ts";
 import { identityHeaders } from "../../shared/src/transport/identity.ts";
 import { BuyTokens } from "./buy-token.ts";
 import { appConfigSchema } from "./config.ts";
-import { buyResults, shed } from "./metrics.ts";
 import { appService } from "./service.ts";
 
 const SECRET = "a-test-secret-of-more-than-32-bytes";
@@ -45,55 +47,24 @@ const HOUR = 60 * MINUTE;
 
 type AppClient = Client<typeof SeckillAppService>;
 
-const code = (expected: Code) => (err: unknown) => {
-  assert.ok(err instanceof ConnectError, String(err));
-  assert.equal(Code[err.code], Code[expected], err.message);
-  return true;
-};
-
-async function metricValue(
-  metric: { get(): Promise<{ values: { value: number; labels: object }[] }> },
-  labels: Record<string, string> = {},
-): Promise<number> {
-  const { values } = await metric.get();
-  return values
-    .filter((v) =>
-      Object.entries(labels).every(([k, x]) => (v.labels as Record<string, unknown>)[k] === x),
-    )
-    .reduce((sum, v) => sum + v.value, 0);
-}
-
-/** Polls `probe` until it returns true; returns the milliseconds it took. */
-async function within(ms: number, what: string, probe: () => Promise<boolean>): Promise<number> {
-  const started = performance.now();
-  while (!(await probe().catch(() => false))) {
-    if (performance.now() - started > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return performance.now() - started;
-}
-
 describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () => {
   let redisServer: RedisServer;
   let etcdServer: EtcdServer;
   let redis: Redis;
   let etcd: Etcd3;
-  let core: RunningService;
+  let core: ProcessService;
   let coreClient: Client<typeof SeckillCoreService>;
   const services: RunningService[] = [];
   const transports: GrpcTransport[] = [];
   let app1: AppClient;
   let app2: AppClient;
 
-  /** Reserve RPCs and items that reached core. */
-  const reached = { calls: 0, items: 0 };
-  const countReserves: Interceptor = (next) => async (req) => {
-    if (req.method.name === "Reserve" && !req.stream) {
-      reached.calls++;
-      reached.items += (req.message as unknown as { items: unknown[] }).items.length;
-    }
-    return next(req);
-  };
+  /** Reserve RPCs that reached core, as core counts them (its served-RPC metric). */
+  const reserveCalls = () =>
+    metricValue(core, "seckill_rpc_server_duration_seconds", {
+      service: SeckillCoreService.typeName,
+      method: "Reserve",
+    });
 
   let n = 0;
   const user = () => `user-${++n}`;
@@ -137,10 +108,17 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
     await coreClient.warmUp({ activity: a });
     await etcd.put(activityKey(a.id)).value(encodeActivity(a));
     for (const app of apps)
-      await within(2000, `${a.id}@${a.revision} in the app's snapshot`, async () => {
-        const { activity: seen } = await app.getActivity({ activityId: a.id });
-        return seen?.revision === a.revision;
-      });
+      await pollUntil(
+        async () => {
+          const { activity: seen } = await app.getActivity({ activityId: a.id });
+          return seen?.revision === a.revision;
+        },
+        {
+          timeoutMs: 2000,
+          message: `${a.id}@${a.revision} in the app's snapshot`,
+          retryErrors: true,
+        },
+      );
   };
 
   const token = async (app: AppClient, userId: string, activityId: string, ip?: string) =>
@@ -160,21 +138,11 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
     [redisServer, etcdServer] = await Promise.all([startRedis(), startEtcd()]);
     redis = new Redis(redisServer.url);
     etcd = createEtcd(etcdServer.endpoints);
-    core = await startService({
-      ...coreService(
-        loadConfig(coreConfigSchema, {
-          REDIS_URL: redisServer.url,
-          ETCD_ENDPOINTS: etcdServer.endpoints.join(","),
-          INSTANCE_ID: "core-1",
-          LOG_LEVEL: "silent",
-          SHUTDOWN_DELAY_MS: "0",
-        }),
-      ),
-      interceptors: [countReserves],
-    });
-    const coreTransport = createGrpcTransport({ address: `127.0.0.1:${core.port}` });
-    transports.push(coreTransport);
-    coreClient = createClient(SeckillCoreService, coreTransport);
+    core = await startAsProcess(
+      "seckill-core",
+      serviceEnv({ etcd: etcdServer, redis: redisServer }, { INSTANCE_ID: "core-1" }),
+    );
+    coreClient = core.client(SeckillCoreService);
     app1 = (await startApp("app-1")).client;
     app2 = (await startApp("app-2")).client;
   });
@@ -182,7 +150,7 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
   after(async () => {
     for (const t of transports) t.close();
     for (const s of services.reverse()) await s.shutdown("test done");
-    await core?.shutdown("test done");
+    await core?.stop();
     redis?.disconnect();
     etcd?.close();
     await Promise.all([redisServer?.stop(), etcdServer?.stop()]);
@@ -190,10 +158,14 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
 
   it("serves the snapshot: list with derived statuses, one activity, the server clock", async () => {
     const now = Date.now();
-    const live = activity({ id: actId("live") });
-    const soon = activity({ id: actId("soon"), startMs: now + HOUR, endMs: now + 2 * HOUR });
-    const over = activity({ id: actId("over"), startMs: now - 2 * HOUR, endMs: now - MINUTE });
-    const early = activity({ id: actId("early"), status: ActivityStatus.ENDED });
+    const live = activityFixture({ id: actId("live") });
+    const soon = activityFixture({ id: actId("soon"), startMs: now + HOUR, endMs: now + 2 * HOUR });
+    const over = activityFixture({
+      id: actId("over"),
+      startMs: now - 2 * HOUR,
+      endMs: now - MINUTE,
+    });
+    const early = activityFixture({ id: actId("early"), status: ActivityStatus.ENDED });
     for (const a of [live, soon, over, early]) await publish(a);
 
     const { activities, serverTime } = await app1.listActivities({});
@@ -214,8 +186,11 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
     assert.equal(one.activity?.title, "Test sale");
     assert.equal(one.activity?.status, ActivityStatus.LIVE);
     assert.equal(one.soldOut, false);
-    await assert.rejects(app1.getActivity({ activityId: "no-such-activity" }), code(Code.NotFound));
-    await assert.rejects(app1.getActivity({ activityId: "" }), code(Code.InvalidArgument));
+    await assert.rejects(
+      app1.getActivity({ activityId: "no-such-activity" }),
+      codeIs(Code.NotFound),
+    );
+    await assert.rejects(app1.getActivity({ activityId: "" }), codeIs(Code.InvalidArgument));
 
     const before = Date.now();
     const time = await app1.getServerTime({});
@@ -226,7 +201,7 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
   });
 
   it("sells: token → buy → RESERVED with an order id; a retry gets the same order", async () => {
-    const a = activity({ id: actId("happy"), totalStock: 5, perUserLimit: 2 });
+    const a = activityFixture({ id: actId("happy"), totalStock: 5, perUserLimit: 2 });
     await publish(a);
     const u = user();
     const issued = await app1.getBuyToken({ activityId: a.id, userId: u }, as(u));
@@ -265,8 +240,8 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
   });
 
   it("refuses every buy token that is not this user's fresh, unused one for this activity", async () => {
-    const a = activity({ id: actId("tok"), totalStock: 10, perUserLimit: 1 });
-    const b = activity({ id: actId("tok-other"), totalStock: 10, perUserLimit: 1 });
+    const a = activityFixture({ id: actId("tok"), totalStock: 10, perUserLimit: 1 });
+    const b = activityFixture({ id: actId("tok-other"), totalStock: 10, perUserLimit: 1 });
     await publish(a);
     await publish(b);
     const [alice, bob] = [user(), user()];
@@ -303,7 +278,7 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
   });
 
   it("serves a retry of a claimed token for a while after it expired, and nothing else", async () => {
-    const a = activity({ id: actId("grace"), totalStock: 10, perUserLimit: 2 });
+    const a = activityFixture({ id: actId("grace"), totalStock: 10, perUserLimit: 2 });
     await publish(a);
     const u = user();
     // Expires within 1-2 s from now.
@@ -323,40 +298,40 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
   });
 
   it("refuses bad input and bad identity with gRPC codes, changing nothing", async () => {
-    const a = activity({ id: actId("input"), totalStock: 10, perUserLimit: 2 });
+    const a = activityFixture({ id: actId("input"), totalStock: 10, perUserLimit: 2 });
     await publish(a);
     const u = user();
     const t = await token(app1, u, a.id);
     const req = { activityId: a.id, quantity: 1, buyToken: t, requestId: rid() };
 
-    await assert.rejects(app1.buy({ ...req, requestId: "" }, as(u)), code(Code.InvalidArgument));
-    await assert.rejects(app1.buy({ ...req, quantity: 0 }, as(u)), code(Code.InvalidArgument));
-    await assert.rejects(app1.buy({ ...req, quantity: -3 }, as(u)), code(Code.InvalidArgument));
-    await assert.rejects(app1.buy({ ...req, quantity: 3 }, as(u)), code(Code.InvalidArgument));
-    await assert.rejects(app1.buy({ ...req, activityId: "" }, as(u)), code(Code.InvalidArgument));
+    await assert.rejects(app1.buy({ ...req, requestId: "" }, as(u)), codeIs(Code.InvalidArgument));
+    await assert.rejects(app1.buy({ ...req, quantity: 0 }, as(u)), codeIs(Code.InvalidArgument));
+    await assert.rejects(app1.buy({ ...req, quantity: -3 }, as(u)), codeIs(Code.InvalidArgument));
+    await assert.rejects(app1.buy({ ...req, quantity: 3 }, as(u)), codeIs(Code.InvalidArgument));
+    await assert.rejects(app1.buy({ ...req, activityId: "" }, as(u)), codeIs(Code.InvalidArgument));
     await assert.rejects(
       app1.buy({ ...req, requestId: "r".repeat(300) }, as(u)),
-      code(Code.InvalidArgument),
+      codeIs(Code.InvalidArgument),
     );
     await assert.rejects(
       app1.buy({ ...req, activityId: "no-such-activity" }, as(u)),
-      code(Code.NotFound),
+      codeIs(Code.NotFound),
     );
     // Identity comes from the gateway's headers only.
-    await assert.rejects(app1.buy(req), code(Code.Unauthenticated));
-    await assert.rejects(app1.getBuyToken({ activityId: a.id }), code(Code.Unauthenticated));
+    await assert.rejects(app1.buy(req), codeIs(Code.Unauthenticated));
+    await assert.rejects(app1.getBuyToken({ activityId: a.id }), codeIs(Code.Unauthenticated));
     await assert.rejects(app1.buy({ ...req, userId: "someone-else" }, as(u)), (err) => {
-      code(Code.InvalidArgument)(err);
+      codeIs(Code.InvalidArgument)(err);
       assert.match((err as Error).message, /does not match the authenticated user/);
       return true;
     });
     await assert.rejects(
       app1.getBuyToken({ activityId: a.id, userId: "someone-else" }, as(u)),
-      code(Code.InvalidArgument),
+      codeIs(Code.InvalidArgument),
     );
     await assert.rejects(
       app1.getBuyToken({ activityId: "no-such-activity" }, as(u)),
-      code(Code.NotFound),
+      codeIs(Code.NotFound),
     );
 
     assert.equal((await auditActivity(redis, a.id)).reservations.size, 0, "nothing reserved");
@@ -367,15 +342,19 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
 
   it("sells only inside the window", async () => {
     const now = Date.now();
-    const soon = activity({ id: actId("soon"), startMs: now + HOUR, endMs: now + 2 * HOUR });
-    const over = activity({ id: actId("over"), startMs: now - 2 * HOUR, endMs: now - MINUTE });
-    const early = activity({ id: actId("early"), status: ActivityStatus.ENDED });
+    const soon = activityFixture({ id: actId("soon"), startMs: now + HOUR, endMs: now + 2 * HOUR });
+    const over = activityFixture({
+      id: actId("over"),
+      startMs: now - 2 * HOUR,
+      endMs: now - MINUTE,
+    });
+    const early = activityFixture({ id: actId("early"), status: ActivityStatus.ENDED });
     for (const a of [soon, over, early]) await publish(a);
     const u = user();
     const minted = new BuyTokens(SECRET, 60);
 
     await assert.rejects(app1.getBuyToken({ activityId: soon.id }, as(u)), (err) => {
-      code(Code.FailedPrecondition)(err);
+      codeIs(Code.FailedPrecondition)(err);
       assert.match((err as Error).message, /opens at/);
       return true;
     });
@@ -385,7 +364,7 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
 
     for (const a of [over, early]) {
       await assert.rejects(app1.getBuyToken({ activityId: a.id }, as(u)), (err) => {
-        code(Code.FailedPrecondition)(err);
+        codeIs(Code.FailedPrecondition)(err);
         assert.match((err as Error).message, /ended/);
         return true;
       });
@@ -397,16 +376,19 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
   });
 
   it("enforces an end time changed in etcd within a second, on every instance", async () => {
-    const a = activity({ id: actId("cut"), totalStock: 10, perUserLimit: 1 });
+    const a = activityFixture({ id: actId("cut"), totalStock: 10, perUserLimit: 1 });
     await publish(a);
     const [u1, u2] = [user(), user()];
     const t1 = await token(app1, u1, a.id);
     const t2 = await token(app2, u2, a.id);
-    const endedBefore = await metricValue(buyResults, { result: "ENDED", by: "app" });
+    const endedBefore = await metricValue(metricsRegistry, "seckill_app_buy_results_total", {
+      result: "ENDED",
+      by: "app",
+    });
 
     // Admin ends the sale by moving the end time (a new revision) — only in etcd here, so
     // the answers below are the apps' own (core would refuse too, from its own copy).
-    const changed = activity({
+    const changed = activityFixture({
       id: a.id,
       totalStock: 10,
       perUserLimit: 1,
@@ -416,19 +398,28 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
     await etcd.put(activityKey(a.id)).value(encodeActivity(changed));
     const ms = await Promise.all(
       [app1, app2].map((app) =>
-        within(1000, "the new end time", async () => {
-          const { activity: seen } = await app.getActivity({ activityId: a.id });
-          return seen?.status === ActivityStatus.ENDED;
-        }),
+        pollUntil(
+          async () => {
+            const { activity: seen } = await app.getActivity({ activityId: a.id });
+            return seen?.status === ActivityStatus.ENDED;
+          },
+          { timeoutMs: 1000, message: "the new end time", retryErrors: true },
+        ),
       ),
     );
     const r1 = await buy(app1, u1, a.id, t1);
     const r2 = await buy(app2, u2, a.id, t2);
     assert.deepEqual([BuyResult[r1.result], BuyResult[r2.result]], ["ENDED", "ENDED"]);
-    assert.equal(await metricValue(buyResults, { result: "ENDED", by: "app" }), endedBefore + 2);
+    assert.equal(
+      await metricValue(metricsRegistry, "seckill_app_buy_results_total", {
+        result: "ENDED",
+        by: "app",
+      }),
+      endedBefore + 2,
+    );
     await assert.rejects(
       app1.getBuyToken({ activityId: a.id }, as(u1)),
-      code(Code.FailedPrecondition),
+      codeIs(Code.FailedPrecondition),
     );
     assert.equal((await auditActivity(redis, a.id)).reservations.size, 0);
     console.log(
@@ -437,7 +428,7 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
   });
 
   it("refuses blacklisted users and IPs, and lets them back in when removed", async () => {
-    const a = activity({ id: actId("bl"), totalStock: 10, perUserLimit: 1 });
+    const a = activityFixture({ id: actId("bl"), totalStock: 10, perUserLimit: 1 });
     await publish(a);
     const [mallory, alice] = [user(), user()];
     const malloryToken = await token(app1, mallory, a.id);
@@ -453,8 +444,16 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
 
     await putBlacklistEntry(redis, "user", mallory, { reason: "bot", expiresAtMs: 0 });
     const tookMs = await Promise.all([
-      within(1000, "the user entry on app-1", refusedToken(app1, mallory)),
-      within(1000, "the user entry on app-2", refusedToken(app2, mallory)),
+      pollUntil(refusedToken(app1, mallory), {
+        timeoutMs: 1000,
+        message: "the user entry on app-1",
+        retryErrors: true,
+      }),
+      pollUntil(refusedToken(app2, mallory), {
+        timeoutMs: 1000,
+        message: "the user entry on app-2",
+        retryErrors: true,
+      }),
     ]);
     for (const app of [app1, app2]) {
       const r = await buy(app, mallory, a.id, malloryToken);
@@ -464,14 +463,22 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
     const ip = "203.0.113.7";
     const aliceToken = await token(app1, alice, a.id, ip);
     await putBlacklistEntry(redis, "ip", ip, { reason: "abuse", expiresAtMs: 0 });
-    await within(1000, "the IP entry", refusedToken(app1, alice, ip));
+    await pollUntil(refusedToken(app1, alice, ip), {
+      timeoutMs: 1000,
+      message: "the IP entry",
+      retryErrors: true,
+    });
     const r = await buy(app1, alice, a.id, aliceToken, rid(), 1, ip);
     assert.equal(BuyResult[r.result], "BLACKLISTED");
     assert.equal((await auditActivity(redis, a.id)).reservations.size, 0);
 
     await removeBlacklistEntry(redis, "user", mallory);
     await removeBlacklistEntry(redis, "ip", ip);
-    await within(1000, "the removal", async () => !(await refusedToken(app1, mallory)()));
+    await pollUntil(async () => !(await refusedToken(app1, mallory)()), {
+      timeoutMs: 1000,
+      message: "the removal",
+      retryErrors: true,
+    });
     const back = await buy(app1, mallory, a.id, malloryToken);
     assert.equal(BuyResult[back.result], "RESERVED", "the same token works again");
     console.log(
@@ -483,7 +490,7 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
     const tight = { USER_RATE_LIMIT: "4", USER_RATE_WINDOW_MS: "60000", TOKEN_RATE_LIMIT: "3" };
     const x = (await startApp("app-rl-x", tight)).client;
     const y = (await startApp("app-rl-y", tight)).client;
-    const a = activity({ id: actId("rl"), totalStock: 10, perUserLimit: 1 });
+    const a = activityFixture({ id: actId("rl"), totalStock: 10, perUserLimit: 1 });
     await publish(a, [x, y]);
     const u = user();
 
@@ -491,7 +498,7 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
     await token(y, u, a.id);
     await token(x, u, a.id);
     await assert.rejects(token(y, u, a.id), (err) => {
-      code(Code.ResourceExhausted)(err);
+      codeIs(Code.ResourceExhausted)(err);
       assert.ok(Number((err as ConnectError).metadata.get("retry-after-ms")) > 0);
       return true;
     });
@@ -517,17 +524,17 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
   });
 
   it("answers SOLD_OUT from the local flag without core, until core's restock message", async () => {
-    const a = activity({ id: actId("sold"), totalStock: 2, perUserLimit: 1 });
+    const a = activityFixture({ id: actId("sold"), totalStock: 2, perUserLimit: 1 });
     await publish(a);
     const [u1, u2, u3] = [user(), user(), user()];
     const r1 = await buy(app1, u1, a.id, await token(app1, u1, a.id));
     assert.equal(BuyResult[r1.result], "RESERVED");
     // The page's count: core's remaining stock, at most about half a second old.
-    await within(
-      1500,
-      "remaining 1",
-      async () => (await app1.getActivity({ activityId: a.id })).remaining === 1n,
-    );
+    await pollUntil(async () => (await app1.getActivity({ activityId: a.id })).remaining === 1n, {
+      timeoutMs: 1500,
+      message: "remaining 1",
+      retryErrors: true,
+    });
     const t2 = await token(app1, u2, a.id);
     const rid2 = rid();
     const r2 = await buy(app1, u2, a.id, t2, rid2);
@@ -535,18 +542,18 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
     assert.equal(r2.soldOut, true, "the last unit says sold out");
 
     const t3 = await token(app1, u3, a.id);
-    const callsBefore = reached.calls;
+    const callsBefore = await reserveCalls();
     for (let i = 0; i < 5; i++) {
       const r = await buy(app1, u3, a.id, t3);
       assert.equal(BuyResult[r.result], "SOLD_OUT");
       assert.equal(r.soldOut, true);
     }
-    assert.equal(reached.calls, callsBefore, "no Reserve reached core");
-    await within(
-      1500,
-      "remaining 0",
-      async () => (await app1.getActivity({ activityId: a.id })).remaining === 0n,
-    );
+    assert.equal(await reserveCalls(), callsBefore, "no Reserve reached core");
+    await pollUntil(async () => (await app1.getActivity({ activityId: a.id })).remaining === 0n, {
+      timeoutMs: 1500,
+      message: "remaining 0",
+      retryErrors: true,
+    });
     const seen = await app1.getActivity({ activityId: a.id });
     assert.equal(seen.soldOut, true);
     assert.equal(seen.activity?.status, ActivityStatus.SOLD_OUT);
@@ -557,7 +564,7 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
     const retry = await buy(app1, u2, a.id, t2, rid2);
     assert.equal(BuyResult[retry.result], "RESERVED");
     assert.equal(retry.orderId, r2.orderId);
-    assert.equal(reached.calls, callsBefore + 1);
+    assert.equal(await reserveCalls(), callsBefore + 1);
 
     // Stock comes back: core publishes a restock message and the flag drops at once.
     const released = await coreClient.release({
@@ -566,14 +573,17 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
       reason: "user_cancelled",
     });
     assert.equal(released.released, true);
-    const ms = await within(1000, "the restock message", async () => {
-      const { soldOut } = await app1.getActivity({ activityId: a.id });
-      return !soldOut;
-    });
+    const ms = await pollUntil(
+      async () => {
+        const { soldOut } = await app1.getActivity({ activityId: a.id });
+        return !soldOut;
+      },
+      { timeoutMs: 1000, message: "the restock message", retryErrors: true },
+    );
     // u3's token was never consumed by the SOLD_OUT answers.
     const r3 = await buy(app1, u3, a.id, t3);
     assert.equal(BuyResult[r3.result], "RESERVED", r3.message);
-    assert.equal(reached.calls, callsBefore + 2);
+    assert.equal(await reserveCalls(), callsBefore + 2);
     const audit = await auditActivity(redis, a.id);
     assert.deepEqual(audit.violations, []);
     console.log(`sold-out flag cleared ${ms.toFixed(0)} ms after the Release`);
@@ -581,18 +591,22 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
 
   it("drops the sold-out flag after its TTL when no restock message comes", async () => {
     const x = (await startApp("app-ttl", { SOLD_OUT_TTL_MS: "300" })).client;
-    const a = activity({ id: actId("ttl"), totalStock: 1, perUserLimit: 1 });
+    const a = activityFixture({ id: actId("ttl"), totalStock: 1, perUserLimit: 1 });
     await publish(a, [x]);
     const [u1, u2] = [user(), user()];
     const r1 = await buy(x, u1, a.id, await token(x, u1, a.id));
     assert.equal(r1.soldOut, true);
     const t2 = await token(x, u2, a.id);
-    const calls = reached.calls;
+    const calls = await reserveCalls();
     assert.equal(BuyResult[(await buy(x, u2, a.id, t2)).result], "SOLD_OUT");
-    assert.equal(reached.calls, calls, "answered by the flag");
-    await within(2000, "the TTL", async () => !(await x.getActivity({ activityId: a.id })).soldOut);
+    assert.equal(await reserveCalls(), calls, "answered by the flag");
+    await pollUntil(async () => !(await x.getActivity({ activityId: a.id })).soldOut, {
+      timeoutMs: 2000,
+      message: "the TTL",
+      retryErrors: true,
+    });
     assert.equal(BuyResult[(await buy(x, u2, a.id, t2)).result], "SOLD_OUT");
-    assert.equal(reached.calls, calls + 1, "asked core again after the TTL");
+    assert.equal(await reserveCalls(), calls + 1, "asked core again after the TTL");
   });
 
   it("sheds Buy calls beyond MAX_INFLIGHT at once with OVERLOADED, and they can retry", async () => {
@@ -603,7 +617,7 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
         ADMISSION_WAIT_MS: "0",
       })
     ).client;
-    const a = activity({ id: actId("shed"), totalStock: 1000, perUserLimit: 1 });
+    const a = activityFixture({ id: actId("shed"), totalStock: 1000, perUserLimit: 1 });
     await publish(a, [x, app1]);
     const buyers = await Promise.all(
       Array.from({ length: 40 }, async () => {
@@ -612,7 +626,9 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
         return { u, t: await token(app1, u, a.id), r: rid() };
       }),
     );
-    const shedBefore = await metricValue(shed, { gate: "buy" });
+    const shedBefore = await metricValue(metricsRegistry, "seckill_app_shed_total", {
+      gate: "buy",
+    });
     const started = performance.now();
     const answers = await Promise.all(buyers.map((b) => buy(x, b.u, a.id, b.t, b.r)));
     const tookMs = performance.now() - started;
@@ -622,7 +638,10 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
     assert.ok(overloaded.length > 0, "something was shed");
     assert.ok(reserved.length > 0, "something got through");
     for (const r of overloaded) assert.ok(r.retryAfterMs > 0);
-    assert.equal(await metricValue(shed, { gate: "buy" }), shedBefore + overloaded.length);
+    assert.equal(
+      await metricValue(metricsRegistry, "seckill_app_shed_total", { gate: "buy" }),
+      shedBefore + overloaded.length,
+    );
 
     // A shed call consumed nothing: the same token and request id work once there is room.
     for (const [i, r] of answers.entries()) {
@@ -638,7 +657,7 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
   });
 
   it("keeps selling on its last snapshot while etcd is down", async () => {
-    const a = activity({ id: actId("static"), totalStock: 10, perUserLimit: 1 });
+    const a = activityFixture({ id: actId("static"), totalStock: 10, perUserLimit: 1 });
     await publish(a);
     await etcdServer.kill("SIGKILL");
     try {
@@ -653,11 +672,14 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
       await etcdServer.restart();
     }
     // And it follows changes again once etcd is back.
-    const changed = activity({ id: a.id, totalStock: 10, perUserLimit: 3, revision: 2 });
+    const changed = activityFixture({ id: a.id, totalStock: 10, perUserLimit: 3, revision: 2 });
     await etcd.put(activityKey(a.id)).value(encodeActivity(changed));
-    await within(15_000, "the change after etcd's restart", async () => {
-      const { activity: seen } = await app1.getActivity({ activityId: a.id });
-      return seen?.perUserLimit === 3;
-    });
+    await pollUntil(
+      async () => {
+        const { activity: seen } = await app1.getActivity({ activityId: a.id });
+        return seen?.perUserLimit === 3;
+      },
+      { timeoutMs: 15_000, message: "the change after etcd's restart", retryErrors: true },
+    );
   });
 });

@@ -7,61 +7,51 @@
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
 import { createReserver } from "../../seckill-core/src/client.ts";
 import type { ServiceSpec } from "../../shared/src/runtime/server.ts";
+import { sleep } from "../../shared/src/runtime/time.ts";
 import { ActivityCatalog } from "../../shared/src/sale/activities.ts";
 import { BlacklistCache } from "../../shared/src/sale/blacklist.ts";
-import { sleep } from "../../shared/src/stores/etcd.ts";
-import {
-  closeRedis,
-  createRedis,
-  type Redis,
-  waitForRedis,
-} from "../../shared/src/stores/redis.ts";
+import { listenForRestock, SoldOutFlags } from "../../shared/src/sale/sold-out.ts";
+import { closeRedis, createRedis, waitForRedis } from "../../shared/src/stores/redis.ts";
 import { ActivityView } from "./activity-view.ts";
 import { AdmissionGate } from "./admission.ts";
 import { BuyTokens } from "./buy-token.ts";
 import type { AppConfig } from "./config.ts";
 import { SaleLimits } from "./limits.ts";
+import { soldOutMetrics } from "./metrics.ts";
 import { RemainingStock } from "./remaining.ts";
 import { appRoutes } from "./routes.ts";
 import { Sale } from "./sale.ts";
-import { listenForRestock, SoldOutFlags } from "./sold-out.ts";
 
 export const SERVICE_NAME = "seckill-app";
 
-/** How long start-up waits for Redis before giving up (the process then exits 1). */
-const REDIS_START_TIMEOUT_MS = 15_000;
-
 export function appService(config: AppConfig): ServiceSpec<AppConfig> {
-  const connections: Redis[] = [];
-  const closers: (() => Promise<void> | void)[] = [];
-
   return {
     name: SERVICE_NAME,
     config,
     async setup(ctx) {
-      const { log } = ctx;
+      const { log, cleanup } = ctx;
       const tokens = new BuyTokens(config.BUY_TOKEN_SECRET, config.BUY_TOKEN_TTL_SECONDS);
 
       const redis = createRedis(config.REDIS_URL, log, {
         commandTimeout: config.REDIS_COMMAND_TIMEOUT_MS,
         enableAutoPipelining: config.REDIS_AUTO_PIPELINING,
       });
-      connections.push(redis);
-      await waitForRedis(redis, config.REDIS_URL, REDIS_START_TIMEOUT_MS);
+      cleanup.add(() => closeRedis(redis));
+      await waitForRedis(redis, config.REDIS_URL);
       // A subscribed connection only waits for messages: no timeout, retry forever.
       const subscriber = createRedis(config.REDIS_URL, log, { maxRetriesPerRequest: null });
-      connections.push(subscriber);
+      cleanup.add(() => closeRedis(subscriber));
 
-      const flags = new SoldOutFlags(config.SOLD_OUT_TTL_MS);
-      closers.push(await listenForRestock(subscriber, flags, log));
+      const flags = new SoldOutFlags(config.SOLD_OUT_TTL_MS, Date.now, soldOutMetrics);
+      cleanup.add(await listenForRestock(subscriber, flags, log));
       const blacklist = new BlacklistCache(redis, subscriber, log);
       await blacklist.start();
-      closers.push(() => blacklist.stop());
+      cleanup.add(() => blacklist.stop());
 
       const view = new ActivityView(flags, log);
       const catalog = new ActivityCatalog(ctx.etcd, log);
       catalog.subscribe((activities) => view.apply(activities));
-      closers.push(() => catalog.close());
+      cleanup.add(() => catalog.close());
       // Without a first snapshot every activity would look unknown: refuse to serve instead.
       const timeout = new AbortController();
       const loaded = await Promise.race([
@@ -82,7 +72,7 @@ export function appService(config: AppConfig): ServiceSpec<AppConfig> {
           maxQueue: config.ADMISSION_QUEUE,
           maxWaitMs: config.ADMISSION_WAIT_MS,
         });
-        closers.push(() => g.close());
+        cleanup.add(() => g.close());
         return g;
       };
       const core = ctx.mesh.client(SeckillCoreService, "seckill-core");
@@ -112,10 +102,6 @@ export function appService(config: AppConfig): ServiceSpec<AppConfig> {
         async (activityId) => (await core.getStock({ activityId }, { timeoutMs: 300 })).remaining,
       );
       return appRoutes({ view, flags, sale, remaining });
-    },
-    async close() {
-      for (const close of closers.reverse()) await Promise.resolve(close()).catch(() => {});
-      await Promise.all(connections.map(closeRedis));
     },
   };
 }

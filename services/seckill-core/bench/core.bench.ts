@@ -22,14 +22,15 @@ import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
+import { activityKeys } from "../../shared/src/data-plane/keys.ts";
 import { findBinary, startEtcd, startRedis } from "../../shared/src/stack/index.ts";
+import { activityFixture } from "../../shared/src/testing/fixtures.ts";
 import { startServiceProcess } from "../../shared/src/testing/service-process.ts";
-import { createGrpcTransport } from "../../shared/src/transport/grpc.ts";
+import { createGrpcTransport } from "../../shared/src/transport/grpc-client.ts";
 import { createReserver } from "../src/client.ts";
-import { activityKeys } from "../src/keys.ts";
 import { RESERVE_LUA } from "../src/scripts.ts";
 import { StockStore } from "../src/store.ts";
-import { activity, definition } from "../src/testing.ts";
+import { definition } from "../src/testing.ts";
 
 const { values: flags } = parseArgs({
   options: {
@@ -217,7 +218,7 @@ try {
   cleanup.unshift(() => transport.close());
   const client = createClient(SeckillCoreService, transport);
   await client.warmUp({
-    activity: activity({ id: "bench-rpc", totalStock: HUGE_STOCK, perUserLimit: 1_000_000 }),
+    activity: activityFixture({ id: "bench-rpc", totalStock: HUGE_STOCK, perUserLimit: 1_000_000 }),
   });
   let n = 0;
   const item = () => {

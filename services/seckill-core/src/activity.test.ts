@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ActivityStatus } from "../../gen/seckill/common/v1/common_pb.ts";
+import { activityFixture } from "../../shared/src/testing/fixtures.ts";
 import { DefinitionError, toDefinition } from "./activity.ts";
-import { activity } from "./testing.ts";
 
 describe("toDefinition", () => {
   it("converts a published activity", () => {
     const def = toDefinition(
-      activity({
+      activityFixture({
         id: "x",
         totalStock: 7,
         perUserLimit: 3,
@@ -29,14 +29,17 @@ describe("toDefinition", () => {
       productId: "prod-1",
       status: "PUBLISHED",
     });
-    assert.equal(toDefinition(activity({ status: ActivityStatus.ENDED })).status, "ENDED");
-    assert.equal(toDefinition(activity({ status: ActivityStatus.LIVE })).status, "PUBLISHED");
+    assert.equal(toDefinition(activityFixture({ status: ActivityStatus.ENDED })).status, "ENDED");
+    assert.equal(
+      toDefinition(activityFixture({ status: ActivityStatus.LIVE })).status,
+      "PUBLISHED",
+    );
   });
 
   it("names the first bad field; a draft is a precondition failure", () => {
-    const bad = (o: Parameters<typeof activity>[0], pattern: RegExp, precondition = false) =>
+    const bad = (o: Parameters<typeof activityFixture>[0], pattern: RegExp, precondition = false) =>
       assert.throws(
-        () => toDefinition(activity(o)),
+        () => toDefinition(activityFixture(o)),
         (err: DefinitionError) =>
           err instanceof DefinitionError &&
           pattern.test(err.message) &&

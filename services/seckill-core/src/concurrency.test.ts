@@ -8,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import { type ReserveOutcome, SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
+import { activityKeys } from "../../shared/src/data-plane/keys.ts";
 import { Mesh } from "../../shared/src/mesh/mesh.ts";
 import { loadConfig } from "../../shared/src/runtime/config.ts";
 import { createLogger } from "../../shared/src/runtime/log.ts";
@@ -21,11 +22,12 @@ import {
   startRedis,
 } from "../../shared/src/stack/index.ts";
 import { createEtcd, type Etcd3 } from "../../shared/src/stores/etcd.ts";
+import { activityFixture } from "../../shared/src/testing/fixtures.ts";
+import { metricValue } from "../../shared/src/testing/metrics.ts";
+import { auditActivity } from "../../shared/src/testing/redis-state.ts";
 import { createReserver } from "./client.ts";
 import { coreConfigSchema } from "./config.ts";
-import { activityKeys } from "./keys.ts";
 import { coreService, SERVICE_NAME } from "./service.ts";
-import { activity, auditActivity } from "./testing.ts";
 
 const BUYERS = Number(process.env.CORE_TEST_BUYERS ?? 5000);
 const STOCK = Number(process.env.CORE_TEST_STOCK ?? 500);
@@ -97,7 +99,7 @@ describe("a burst of buyers against two core instances", () => {
       name: "reserve-concurrency-test",
     });
     const id = "burst";
-    await client.warmUp({ activity: activity({ id, totalStock: STOCK, perUserLimit: 1 }) });
+    await client.warmUp({ activity: activityFixture({ id, totalStock: STOCK, perUserLimit: 1 }) });
 
     const random = prng(42);
     const answers = new Map<string, ReserveOutcome[]>();
@@ -172,27 +174,13 @@ describe("a burst of buyers against two core instances", () => {
 
     const stock = await client.getStock({ activityId: id });
     assert.equal(stock.soldOut, true);
-    const metrics = await metricsRegistry.getMetricsAsJSON();
-    const batches = (metrics.find((m) => m.name === "seckill_batch_size")?.values ?? []) as {
-      metricName?: string;
-      labels: Record<string, unknown>;
-      value: number;
-    }[];
-    const sum =
-      batches.find(
-        (v) =>
-          v.metricName === "seckill_batch_size_sum" &&
-          v.labels.batcher === "reserve-concurrency-test",
-      )?.value ?? 0;
-    const count =
-      batches.find(
-        (v) =>
-          v.metricName === "seckill_batch_size_count" &&
-          v.labels.batcher === "reserve-concurrency-test",
-      )?.value ?? 0;
-    const shortCircuits =
-      metrics.find((m) => m.name === "seckill_core_sold_out_short_circuits_total")?.values[0]
-        ?.value ?? 0;
+    const batcher = { batcher: "reserve-concurrency-test" };
+    const sum = await metricValue(metricsRegistry, "seckill_batch_size_sum", batcher);
+    const count = await metricValue(metricsRegistry, "seckill_batch_size_count", batcher);
+    const shortCircuits = await metricValue(
+      metricsRegistry,
+      "seckill_core_sold_out_short_circuits_total",
+    );
     console.log(
       `burst: ${BUYERS} buyers, ${calls} Reserve calls in ${count} batched RPCs (mean batch ${(sum / Math.max(1, count)).toFixed(1)}) ` +
         `over 2 cores in ${seconds.toFixed(2)} s (${Math.round(calls / seconds)} calls/s); ` +

@@ -11,20 +11,21 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import { SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
+import { activityKeys } from "../../shared/src/data-plane/keys.ts";
 import {
   type EtcdServer,
   type RedisServer,
   startEtcd,
   startRedis,
 } from "../../shared/src/stack/index.ts";
+import { activityFixture } from "../../shared/src/testing/fixtures.ts";
+import { auditActivity } from "../../shared/src/testing/redis-state.ts";
 import {
   type ServiceProcess,
   startServiceProcess,
 } from "../../shared/src/testing/service-process.ts";
-import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc.ts";
+import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc-client.ts";
 import { type CoreClient, createReserver } from "./client.ts";
-import { activityKeys } from "./keys.ts";
-import { activity, auditActivity } from "./testing.ts";
 
 const CALL_TIMEOUT_MS = 2000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -75,7 +76,7 @@ describe("Redis SIGKILL and restart during a sale (appendfsync always)", () => {
   it("keeps every acknowledged reservation, oversells nothing, and hangs no call", async () => {
     const id = "durable";
     const STOCK = 5000;
-    await client.warmUp({ activity: activity({ id, totalStock: STOCK, perUserLimit: 1 }) });
+    await client.warmUp({ activity: activityFixture({ id, totalStock: STOCK, perUserLimit: 1 }) });
     const reserve = createReserver(client, { maxDelayMs: 1, timeoutMs: CALL_TIMEOUT_MS });
 
     const attempts: Attempt[] = [];

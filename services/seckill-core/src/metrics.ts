@@ -1,5 +1,6 @@
 /** seckill-core's own metrics (the RPC metrics come from the shared interceptors). */
 import { counter, histogram, once } from "../../shared/src/runtime/metrics.ts";
+import type { SoldOutMetrics } from "../../shared/src/sale/sold-out.ts";
 
 export const reservations = once("seckill_core_reservations_total", () =>
   counter(
@@ -63,3 +64,6 @@ export const restockMessages = once("seckill_core_restock_messages_total", () =>
     "Restock messages received; each clears the activity's local sold-out flag.",
   ),
 );
+
+/** Core's sold-out flags (shared/src/sale/sold-out.ts) count here. */
+export const soldOutMetrics: SoldOutMetrics = { restocked: () => restockMessages.inc() };

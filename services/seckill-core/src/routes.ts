@@ -9,8 +9,11 @@ import {
   type ReserveOutcomeSchema,
   SeckillCoreService,
 } from "../../gen/seckill/core/v1/core_pb.ts";
+import { idProblem, orderIdProblem } from "../../shared/src/data-plane/ids.ts";
+import { redisErrorMapper, withRedisErrors } from "../../shared/src/data-plane/redis-errors.ts";
 import type { Logger } from "../../shared/src/runtime/log.ts";
-import type { Routes } from "../../shared/src/transport/grpc.ts";
+import type { SoldOutFlags } from "../../shared/src/sale/sold-out.ts";
+import type { Routes } from "../../shared/src/transport/grpc-server.ts";
 import { DefinitionError, toDefinition } from "./activity.ts";
 import {
   confirmations,
@@ -19,9 +22,8 @@ import {
   reserveBatchSize,
   soldOutShortCircuits,
 } from "./metrics.ts";
-import type { SoldOutFlags } from "./sold-out.ts";
-import { isTransientRedisError, type ReserveResult, type StockStore } from "./store.ts";
-import { idProblem, reserveBatchProblem } from "./validation.ts";
+import type { ReserveResult, StockStore } from "./store.ts";
+import { reserveBatchProblem } from "./validation.ts";
 import { applyDefinition } from "./warm-up.ts";
 
 export interface CoreDeps {
@@ -43,6 +45,12 @@ function requireIds(fields: Record<string, string>): void {
     const problem = idProblem(field, value);
     if (problem) throw invalid(problem);
   }
+}
+
+/** Reservation ids are order ids (ULIDs core made). */
+function requireOrderId(field: string, value: string): void {
+  const problem = orderIdProblem(field, value);
+  if (problem) throw invalid(problem);
 }
 
 /** Release reasons become a metric label: keep the known ones, fold the rest. */
@@ -84,38 +92,17 @@ const statusOf = {
 export function coreImpl(deps: CoreDeps): ServiceImpl<typeof SeckillCoreService> {
   const { store, soldOut, log } = deps;
 
-  // During an outage every call fails: one warning per second says so, with the count.
-  let lastWarnMs = 0;
-  let suppressed = 0;
-
   /** Redis failures: UNAVAILABLE when worth retrying (down, restarting, timed out), else INTERNAL. */
-  const redisFailure = (err: unknown, op: string): ConnectError => {
-    if (err instanceof ConnectError) return err;
-    const message = err instanceof Error ? err.message : String(err);
-    if (isTransientRedisError(err)) {
-      const now = Date.now();
-      if (now - lastWarnMs >= 1000) {
-        log.warn({ op, err: message, alsoFailedSinceLastWarning: suppressed }, "redis unavailable");
-        lastWarnMs = now;
-        suppressed = 0;
-      } else suppressed++;
-      return new ConnectError(`stock store unavailable: ${message}`, Code.Unavailable);
-    }
-    log.error({ op, err: message }, "redis script failed");
-    return new ConnectError(`stock store failed: ${message}`, Code.Internal);
-  };
+  const redisFailure = redisErrorMapper({ store: "stock store", log });
 
   return {
     async reserve(req) {
       const problem = reserveBatchProblem(req.items, deps.maxBatch);
       if (problem) throw invalid(problem);
       reserveBatchSize.observe(req.items.length);
-      let results: ReserveResult[];
-      try {
-        results = await store.reserveBatch(req.items, (id) => soldOut.has(id));
-      } catch (err) {
-        throw redisFailure(err, "reserve");
-      }
+      const results = await withRedisErrors(redisFailure, "reserve", () =>
+        store.reserveBatch(req.items, (id) => soldOut.has(id)),
+      );
       let reserved = 0;
       let cached = 0;
       results.forEach((r, i) => {
@@ -135,19 +122,12 @@ export function coreImpl(deps: CoreDeps): ServiceImpl<typeof SeckillCoreService>
     },
 
     async release(req) {
-      requireIds({ activity_id: req.activityId, reservation_id: req.reservationId });
+      requireIds({ activity_id: req.activityId });
+      requireOrderId("reservation_id", req.reservationId);
       const reason = releaseReasons.has(req.reason) ? req.reason : "other";
-      let result: Awaited<ReturnType<StockStore["release"]>>;
-      try {
-        result = await store.release(
-          req.activityId,
-          req.reservationId,
-          req.reason.slice(0, 64) || "unspecified",
-        );
-      } catch (err) {
-        throw redisFailure(err, "release");
-      }
-      const { outcome, remaining } = result;
+      const { outcome, remaining } = await withRedisErrors(redisFailure, "release", () =>
+        store.release(req.activityId, req.reservationId, req.reason.slice(0, 64) || "unspecified"),
+      );
       if (outcome === "not_warmed")
         throw new ConnectError(`activity ${req.activityId} is not warmed up`, Code.NotFound);
       releases.inc({ outcome, reason });
@@ -166,13 +146,11 @@ export function coreImpl(deps: CoreDeps): ServiceImpl<typeof SeckillCoreService>
     },
 
     async confirmPayment(req) {
-      requireIds({ activity_id: req.activityId, reservation_id: req.reservationId });
-      let outcome: Awaited<ReturnType<StockStore["confirmPayment"]>>;
-      try {
-        outcome = await store.confirmPayment(req.activityId, req.reservationId);
-      } catch (err) {
-        throw redisFailure(err, "confirm_payment");
-      }
+      requireIds({ activity_id: req.activityId });
+      requireOrderId("reservation_id", req.reservationId);
+      const outcome = await withRedisErrors(redisFailure, "confirm_payment", () =>
+        store.confirmPayment(req.activityId, req.reservationId),
+      );
       if (outcome === "not_warmed")
         throw new ConnectError(`activity ${req.activityId} is not warmed up`, Code.NotFound);
       confirmations.inc({ outcome });
@@ -192,12 +170,9 @@ export function coreImpl(deps: CoreDeps): ServiceImpl<typeof SeckillCoreService>
 
     async getStock(req) {
       requireIds({ activity_id: req.activityId });
-      let counters: Awaited<ReturnType<StockStore["getStock"]>>;
-      try {
-        counters = await store.getStock(req.activityId);
-      } catch (err) {
-        throw redisFailure(err, "get_stock");
-      }
+      const counters = await withRedisErrors(redisFailure, "get_stock", () =>
+        store.getStock(req.activityId),
+      );
       if (!counters)
         throw new ConnectError(`activity ${req.activityId} is not warmed up`, Code.NotFound);
       return {
@@ -216,13 +191,10 @@ export function coreImpl(deps: CoreDeps): ServiceImpl<typeof SeckillCoreService>
       if (req.reservationId && req.orderId && req.reservationId !== req.orderId)
         throw invalid("reservation_id and order_id name the same reservation: they must match");
       const id = req.reservationId || req.orderId;
-      requireIds({ reservation_id: id });
-      let record: Awaited<ReturnType<StockStore["getReservation"]>>;
-      try {
-        record = await store.getReservation(req.activityId, id);
-      } catch (err) {
-        throw redisFailure(err, "get_reservation");
-      }
+      requireOrderId(req.reservationId ? "reservation_id" : "order_id", id);
+      const record = await withRedisErrors(redisFailure, "get_reservation", () =>
+        store.getReservation(req.activityId, id),
+      );
       if (!record)
         throw new ConnectError(`no reservation ${id} in activity ${req.activityId}`, Code.NotFound);
       return {
@@ -253,12 +225,10 @@ export function coreImpl(deps: CoreDeps): ServiceImpl<typeof SeckillCoreService>
         throw err;
       }
       requireIds({ "activity.id": def.id });
-      try {
-        const result = await applyDefinition(store, def, "rpc", log);
-        return { remaining: BigInt(result.remaining), alreadyWarm: result.alreadyWarm };
-      } catch (err) {
-        throw redisFailure(err, "warm_up");
-      }
+      const result = await withRedisErrors(redisFailure, "warm_up", () =>
+        applyDefinition(store, def, "rpc", log),
+      );
+      return { remaining: BigInt(result.remaining), alreadyWarm: result.alreadyWarm };
     },
   };
 }

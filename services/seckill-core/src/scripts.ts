@@ -5,7 +5,10 @@
  * the script sent once per connection and on NOSCRIPT).
  *
  * Every key a script touches is passed in KEYS and shares the activity's hash
- * tag `{act:<id>}` (keys.ts), so each script runs unchanged on Redis Cluster.
+ * tag (shared data-plane/keys.ts), so each script runs unchanged on Redis
+ * Cluster. The order-intent entry's field names and the consumer group come
+ * from the data-plane contract (data-plane/order-intent.ts), interpolated into
+ * the script text when this module loads.
  * "Now" is always `redis.call('TIME')`: one clock for every core instance.
  *
  * Result codes are seckill.common.v1.BuyResult numbers:
@@ -14,6 +17,10 @@
  *
  * Conservation (I5) holds after every script: stock + reserved + paid == total.
  */
+import {
+  ORDER_CONSUMER_GROUP,
+  orderIntentLuaFields,
+} from "../../shared/src/data-plane/order-intent.ts";
 
 /** Prelude of the scripts that write: Redis TIME in epoch ms, and integers as plain digits. */
 const PRELUDE = `
@@ -75,15 +82,25 @@ if redis.call('EXISTS', KEYS[7]) == 1 then
   return redis.error_reply('ERR order id ' .. ARGV[5] .. ' already exists')
 end
 local deadline = now + tonumber(m[5]) * 1000
-local dl, ts = int(deadline), int(now)
+local deadline_ms, created_ms = int(deadline), int(now)
 stock = redis.call('DECRBY', KEYS[2], qty)
 redis.call('INCRBY', KEYS[3], qty)
 redis.call('HINCRBY', KEYS[4], ARGV[2], qty)
 redis.call('HSET', KEYS[7], 'user', ARGV[2], 'qty', ARGV[3], 'status', 'RESERVED',
-  'deadline_ms', dl, 'request_id', ARGV[4], 'created_ms', ts)
-redis.call('HSET', KEYS[5], ARGV[4], 'R|' .. ARGV[5] .. '|' .. dl)
-redis.call('XADD', KEYS[6], '*', 'oid', ARGV[5], 'act', ARGV[1], 'uid', ARGV[2],
-  'qty', ARGV[3], 'price', m[6], 'cur', m[7], 'pid', m[8], 'dl', dl, 'rid', ARGV[4], 'ts', ts)
+  'deadline_ms', deadline_ms, 'request_id', ARGV[4], 'created_ms', created_ms)
+redis.call('HSET', KEYS[5], ARGV[4], 'R|' .. ARGV[5] .. '|' .. deadline_ms)
+redis.call('XADD', KEYS[6], '*', ${orderIntentLuaFields({
+  orderId: "ARGV[5]",
+  activityId: "ARGV[1]",
+  userId: "ARGV[2]",
+  quantity: "ARGV[3]",
+  unitPriceCents: "m[6]",
+  currency: "m[7]",
+  productId: "m[8]",
+  deadlineMs: "deadline_ms",
+  requestId: "ARGV[4]",
+  createdMs: "created_ms",
+})})
 return {1, ARGV[5], deadline, stock, 0}
 `;
 
@@ -148,7 +165,7 @@ return {1}
  *       11 create ("1": create the stock when not warmed; "0": only update a warmed one)
  * Returns {already_warm, remaining, applied, revision, total}:
  *   - first time (and create = "1"): stock = total, reserved = paid = 0, the meta, and
- *     the stream with the consumer group "order" → {0, total, 1, revision, total};
+ *     the stream with order's consumer group → {0, total, 1, revision, total};
  *   - not warmed and create = "0": nothing → {0, 0, 0, -1, 0};
  *   - warmed: the counters and total are never touched; the meta (window, limit, price,
  *     status, ...) is replaced when revision >= the stored one → applied 1, else 0;
@@ -168,7 +185,7 @@ if not stored then
   redis.call('HSET', KEYS[1], 'total', ARGV[1], 'start_ms', ARGV[2], 'end_ms', ARGV[3],
     'limit', ARGV[4], 'pay_timeout_s', ARGV[5], 'revision', ARGV[6], 'price_cents', ARGV[7],
     'currency', ARGV[8], 'product_id', ARGV[9], 'status', ARGV[10], 'warmed_ms', int(now_ms()))
-  redis.pcall('XGROUP', 'CREATE', KEYS[5], 'order', '0', 'MKSTREAM')
+  redis.pcall('XGROUP', 'CREATE', KEYS[5], '${ORDER_CONSUMER_GROUP}', '0', 'MKSTREAM')
   return {0, tonumber(ARGV[1]), 1, tonumber(ARGV[6]), tonumber(ARGV[1])}
 end
 local stock = tonumber(redis.call('GET', KEYS[2]) or '0')

@@ -9,7 +9,9 @@ import { Code, type ConnectError, createClient } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import { ReservationStatus, SeckillCoreService } from "../../gen/seckill/core/v1/core_pb.ts";
+import { activityKeys } from "../../shared/src/data-plane/keys.ts";
 import { loadConfig } from "../../shared/src/runtime/config.ts";
+import { metricsRegistry } from "../../shared/src/runtime/metrics.ts";
 import { type RunningService, startService } from "../../shared/src/runtime/server.ts";
 import { activityKey, encodeActivity } from "../../shared/src/sale/activities.ts";
 import {
@@ -19,42 +21,20 @@ import {
   startRedis,
 } from "../../shared/src/stack/index.ts";
 import { createEtcd, type Etcd3 } from "../../shared/src/stores/etcd.ts";
-import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc.ts";
+import {
+  activityFixture,
+  auditActivity,
+  codeIs,
+  metricValue,
+  pollUntil,
+  snapshotRedis,
+} from "../../shared/src/testing/index.ts";
+import { createGrpcTransport, type GrpcTransport } from "../../shared/src/transport/grpc-client.ts";
 import { type CoreClient, createReserver } from "./client.ts";
 import { coreConfigSchema } from "./config.ts";
-import { activityKeys } from "./keys.ts";
-import { restockMessages, soldOutShortCircuits, warmUps } from "./metrics.ts";
 import { coreService } from "./service.ts";
-import { activity, auditActivity, snapshotRedis } from "./testing.ts";
 
 const MAX_BATCH = 16;
-
-const code = (expected: Code) => (err: ConnectError) => {
-  assert.equal(Code[err.code], Code[expected], err.message);
-  return true;
-};
-
-async function counterValue(
-  metric: { get(): Promise<{ values: { value: number; labels: object }[] }> },
-  labels: Record<string, string> = {},
-): Promise<number> {
-  const { values } = await metric.get();
-  return values
-    .filter((v) =>
-      Object.entries(labels).every(([k, x]) => (v.labels as Record<string, unknown>)[k] === x),
-    )
-    .reduce((sum, v) => sum + v.value, 0);
-}
-
-/** Polls `probe` until it returns true; returns the milliseconds it took. */
-async function within(ms: number, what: string, probe: () => Promise<boolean>): Promise<number> {
-  const started = performance.now();
-  while (!(await probe())) {
-    if (performance.now() - started > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return performance.now() - started;
-}
 
 describe("seckill-core over gRPC", () => {
   let redisServer: RedisServer;
@@ -97,9 +77,9 @@ describe("seckill-core over gRPC", () => {
   });
 
   it("runs the whole life of a reservation", async () => {
-    const warm = await client.warmUp({ activity: activity({ id: "life", totalStock: 3 }) });
+    const warm = await client.warmUp({ activity: activityFixture({ id: "life", totalStock: 3 }) });
     assert.deepEqual([warm.remaining, warm.alreadyWarm], [3n, false]);
-    const again = await client.warmUp({ activity: activity({ id: "life", totalStock: 3 }) });
+    const again = await client.warmUp({ activity: activityFixture({ id: "life", totalStock: 3 }) });
     assert.deepEqual([again.remaining, again.alreadyWarm], [3n, true]);
 
     const { outcomes } = await client.reserve({
@@ -169,7 +149,9 @@ describe("seckill-core over gRPC", () => {
   });
 
   it("refuses malformed calls with INVALID_ARGUMENT / FAILED_PRECONDITION / NOT_FOUND and changes nothing", async () => {
-    await client.warmUp({ activity: activity({ id: "bad", totalStock: 5, perUserLimit: 2 }) });
+    await client.warmUp({
+      activity: activityFixture({ id: "bad", totalStock: 5, perUserLimit: 2 }),
+    });
     const held = await client.reserve({
       items: [{ activityId: "bad", userId: "u", quantity: 1, requestId: rid() }],
     });
@@ -177,12 +159,12 @@ describe("seckill-core over gRPC", () => {
     const before = await snapshotRedis(redis);
     const ok = { activityId: "bad", userId: "v", quantity: 1, requestId: rid() };
 
-    await assert.rejects(client.reserve({ items: [] }), code(Code.InvalidArgument));
+    await assert.rejects(client.reserve({ items: [] }), codeIs(Code.InvalidArgument));
     await assert.rejects(
       client.reserve({
         items: Array.from({ length: MAX_BATCH + 1 }, () => ({ ...ok, requestId: rid() })),
       }),
-      code(Code.InvalidArgument),
+      codeIs(Code.InvalidArgument),
     );
     await assert.rejects(
       client.reserve({ items: [ok, { ...ok, requestId: "" }] }),
@@ -194,15 +176,15 @@ describe("seckill-core over gRPC", () => {
     );
     await assert.rejects(
       client.reserve({ items: [{ ...ok, userId: "" }] }),
-      code(Code.InvalidArgument),
+      codeIs(Code.InvalidArgument),
     );
     await assert.rejects(
       client.reserve({ items: [{ ...ok, activityId: "" }] }),
-      code(Code.InvalidArgument),
+      codeIs(Code.InvalidArgument),
     );
     await assert.rejects(
       client.reserve({ items: [{ ...ok, requestId: "x".repeat(300) }] }),
-      code(Code.InvalidArgument),
+      codeIs(Code.InvalidArgument),
     );
 
     // Per-item refusals are outcomes, and change nothing either.
@@ -226,67 +208,70 @@ describe("seckill-core over gRPC", () => {
 
     await assert.rejects(
       client.release({ activityId: "bad", reservationId: "" }),
-      code(Code.InvalidArgument),
+      codeIs(Code.InvalidArgument),
     );
     await assert.rejects(
       client.release({ activityId: "", reservationId: orderId }),
-      code(Code.InvalidArgument),
+      codeIs(Code.InvalidArgument),
     );
     await assert.rejects(
       client.release({ activityId: "bad", reservationId: "nope" }),
-      code(Code.NotFound),
+      codeIs(Code.NotFound),
     );
     await assert.rejects(
       client.release({ activityId: "nope", reservationId: orderId }),
-      code(Code.NotFound),
+      codeIs(Code.NotFound),
     );
     await assert.rejects(
       client.confirmPayment({ activityId: "bad", reservationId: "nope" }),
-      code(Code.NotFound),
+      codeIs(Code.NotFound),
     );
     await assert.rejects(
       client.confirmPayment({ activityId: "nope", reservationId: orderId }),
-      code(Code.NotFound),
+      codeIs(Code.NotFound),
     );
-    await assert.rejects(client.getStock({ activityId: "nope" }), code(Code.NotFound));
-    await assert.rejects(client.getStock({ activityId: "" }), code(Code.InvalidArgument));
-    await assert.rejects(client.getReservation({ activityId: "bad" }), code(Code.InvalidArgument));
+    await assert.rejects(client.getStock({ activityId: "nope" }), codeIs(Code.NotFound));
+    await assert.rejects(client.getStock({ activityId: "" }), codeIs(Code.InvalidArgument));
+    await assert.rejects(
+      client.getReservation({ activityId: "bad" }),
+      codeIs(Code.InvalidArgument),
+    );
     await assert.rejects(
       client.getReservation({ activityId: "bad", reservationId: orderId, orderId: "other" }),
-      code(Code.InvalidArgument),
+      codeIs(Code.InvalidArgument),
     );
     await assert.rejects(
       client.getReservation({ activityId: "bad", orderId: "nope" }),
-      code(Code.NotFound),
+      codeIs(Code.NotFound),
     );
-    await assert.rejects(client.warmUp({}), code(Code.InvalidArgument));
+    await assert.rejects(client.warmUp({}), codeIs(Code.InvalidArgument));
     await assert.rejects(
-      client.warmUp({ activity: activity({ id: "" }) }),
-      code(Code.InvalidArgument),
-    );
-    await assert.rejects(
-      client.warmUp({ activity: activity({ id: "w", perUserLimit: 0 }) }),
-      code(Code.InvalidArgument),
+      client.warmUp({ activity: activityFixture({ id: "" }) }),
+      codeIs(Code.InvalidArgument),
     );
     await assert.rejects(
-      client.warmUp({ activity: activity({ id: "w", totalStock: -1 }) }),
-      code(Code.InvalidArgument),
+      client.warmUp({ activity: activityFixture({ id: "w", perUserLimit: 0 }) }),
+      codeIs(Code.InvalidArgument),
+    );
+    await assert.rejects(
+      client.warmUp({ activity: activityFixture({ id: "w", totalStock: -1 }) }),
+      codeIs(Code.InvalidArgument),
     );
     const now = Date.now();
     await assert.rejects(
-      client.warmUp({ activity: activity({ id: "w", startMs: now, endMs: now - 1 }) }),
-      code(Code.InvalidArgument),
+      client.warmUp({ activity: activityFixture({ id: "w", startMs: now, endMs: now - 1 }) }),
+      codeIs(Code.InvalidArgument),
     );
     await assert.rejects(
-      client.warmUp({ activity: activity({ id: "w", status: 1 /* DRAFT */ }) }),
-      code(Code.FailedPrecondition),
+      client.warmUp({ activity: activityFixture({ id: "w", status: 1 /* DRAFT */ }) }),
+      codeIs(Code.FailedPrecondition),
     );
 
     assert.deepEqual(await snapshotRedis(redis), before, "no key changed");
   });
 
   it("refuses a malformed item in the batching client alone, without failing its batch", async () => {
-    await client.warmUp({ activity: activity({ id: "mixed", totalStock: 5 }) });
+    await client.warmUp({ activity: activityFixture({ id: "mixed", totalStock: 5 }) });
     const reserve = createReserver(client, { maxBatch: MAX_BATCH, maxDelayMs: 5 });
     const [good, bad] = await Promise.allSettled([
       reserve({ activityId: "mixed", userId: "u", quantity: 1, requestId: rid() }),
@@ -300,7 +285,9 @@ describe("seckill-core over gRPC", () => {
   });
 
   it("answers later buyers from the sold-out flag, still replays winners, and lifts the flag on restock", async () => {
-    await client.warmUp({ activity: activity({ id: "flag", totalStock: 2, perUserLimit: 1 }) });
+    await client.warmUp({
+      activity: activityFixture({ id: "flag", totalStock: 2, perUserLimit: 1 }),
+    });
     const first = await client.reserve({
       items: [
         { activityId: "flag", userId: "a", quantity: 1, requestId: "flag-a" },
@@ -308,7 +295,10 @@ describe("seckill-core over gRPC", () => {
       ],
     });
     assert.equal(first.outcomes[1]!.soldOut, true);
-    const shortCircuits = await counterValue(soldOutShortCircuits);
+    const shortCircuits = await metricValue(
+      metricsRegistry,
+      "seckill_core_sold_out_short_circuits_total",
+    );
     const later = await client.reserve({
       items: [
         { activityId: "flag", userId: "c", quantity: 1, requestId: "flag-c" },
@@ -323,24 +313,29 @@ describe("seckill-core over gRPC", () => {
       ],
     );
     assert.equal(
-      await counterValue(soldOutShortCircuits),
+      await metricValue(metricsRegistry, "seckill_core_sold_out_short_circuits_total"),
       shortCircuits + 2,
       "answered without the script",
     );
 
-    const restocks = await counterValue(restockMessages);
+    const restocks = await metricValue(metricsRegistry, "seckill_core_restock_messages_total");
     await client.release({
       activityId: "flag",
       reservationId: first.outcomes[1]!.orderId,
       reason: "user_cancelled",
     });
-    const tookMs = await within(5000, "restock clears the flag", async () => {
-      const { outcomes } = await client.reserve({
-        items: [{ activityId: "flag", userId: "c", quantity: 1, requestId: "flag-c" }],
-      });
-      return outcomes[0]!.result === BuyResult.RESERVED;
-    });
-    assert.ok((await counterValue(restockMessages)) > restocks);
+    const tookMs = await pollUntil(
+      async () => {
+        const { outcomes } = await client.reserve({
+          items: [{ activityId: "flag", userId: "c", quantity: 1, requestId: "flag-c" }],
+        });
+        return outcomes[0]!.result === BuyResult.RESERVED;
+      },
+      { timeoutMs: 5000, message: "restock clears the flag" },
+    );
+    assert.ok(
+      (await metricValue(metricsRegistry, "seckill_core_restock_messages_total")) > restocks,
+    );
     console.log(
       `sold-out flag lifted by the restock message ${tookMs.toFixed(1)} ms after Release`,
     );
@@ -350,7 +345,7 @@ describe("seckill-core over gRPC", () => {
   it("enforces a per-user limit or end time changed in etcd, and ignores an older revision", async () => {
     const id = "etcd-change";
     await client.warmUp({
-      activity: activity({ id, totalStock: 10_000, perUserLimit: 3, revision: 1 }),
+      activity: activityFixture({ id, totalStock: 10_000, perUserLimit: 3, revision: 1 }),
     });
     let buyer = 0;
     const probe = async (quantity: number) =>
@@ -363,17 +358,18 @@ describe("seckill-core over gRPC", () => {
 
     await etcd
       .put(activityKey(id))
-      .value(encodeActivity(activity({ id, totalStock: 10_000, perUserLimit: 1, revision: 2 })));
-    const limitMs = await within(
-      5000,
-      "lower per-user limit enforced",
-      async () => (await probe(2)) === BuyResult.INVALID_QUANTITY,
-    );
+      .value(
+        encodeActivity(activityFixture({ id, totalStock: 10_000, perUserLimit: 1, revision: 2 })),
+      );
+    const limitMs = await pollUntil(async () => (await probe(2)) === BuyResult.INVALID_QUANTITY, {
+      timeoutMs: 5000,
+      message: "lower per-user limit enforced",
+    });
 
     const endMs = Date.now() - 1000;
     await etcd.put(activityKey(id)).value(
       encodeActivity(
-        activity({
+        activityFixture({
           id,
           totalStock: 10_000,
           perUserLimit: 1,
@@ -383,24 +379,29 @@ describe("seckill-core over gRPC", () => {
         }),
       ),
     );
-    const endedMs = await within(
-      5000,
-      "earlier end enforced",
-      async () => (await probe(1)) === BuyResult.ENDED,
-    );
+    const endedMs = await pollUntil(async () => (await probe(1)) === BuyResult.ENDED, {
+      timeoutMs: 5000,
+      message: "earlier end enforced",
+    });
     console.log(
       `etcd change enforced by core: per-user limit after ${limitMs.toFixed(1)} ms, end time after ${endedMs.toFixed(1)} ms`,
     );
     assert.ok(limitMs < 5000 && endedMs < 5000);
 
-    const stale = await counterValue(warmUps, { source: "catalog", outcome: "stale" });
+    const stale = await metricValue(metricsRegistry, "seckill_core_warm_ups_total", {
+      source: "catalog",
+      outcome: "stale",
+    });
     await etcd
       .put(activityKey(id))
-      .value(encodeActivity(activity({ id, perUserLimit: 5, revision: 2 })));
-    await within(
-      5000,
-      "stale revision seen",
-      async () => (await counterValue(warmUps, { source: "catalog", outcome: "stale" })) > stale,
+      .value(encodeActivity(activityFixture({ id, perUserLimit: 5, revision: 2 })));
+    await pollUntil(
+      async () =>
+        (await metricValue(metricsRegistry, "seckill_core_warm_ups_total", {
+          source: "catalog",
+          outcome: "stale",
+        })) > stale,
+      { timeoutMs: 5000, message: "stale revision seen" },
     );
     assert.deepEqual(await redis.hmget(activityKeys(id).meta, "limit", "revision", "end_ms"), [
       "1",
@@ -409,16 +410,21 @@ describe("seckill-core over gRPC", () => {
     ]);
 
     // The catalog updates warmed activities only: it never creates stock.
-    const notWarm = await counterValue(warmUps, { source: "catalog", outcome: "not_warm" });
+    const notWarm = await metricValue(metricsRegistry, "seckill_core_warm_ups_total", {
+      source: "catalog",
+      outcome: "not_warm",
+    });
     await etcd
       .put(activityKey("only-in-etcd"))
-      .value(encodeActivity(activity({ id: "only-in-etcd" })));
-    await within(
-      5000,
-      "definition seen",
+      .value(encodeActivity(activityFixture({ id: "only-in-etcd" })));
+    await pollUntil(
       async () =>
-        (await counterValue(warmUps, { source: "catalog", outcome: "not_warm" })) > notWarm,
+        (await metricValue(metricsRegistry, "seckill_core_warm_ups_total", {
+          source: "catalog",
+          outcome: "not_warm",
+        })) > notWarm,
+      { timeoutMs: 5000, message: "definition seen" },
     );
-    await assert.rejects(client.getStock({ activityId: "only-in-etcd" }), code(Code.NotFound));
+    await assert.rejects(client.getStock({ activityId: "only-in-etcd" }), codeIs(Code.NotFound));
   });
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { activityKeys, activityOfRestockChannel } from "./keys.ts";
-import { SoldOutFlags } from "./sold-out.ts";
+import { activityKeys, activityOfRestockChannel } from "../../shared/src/data-plane/keys.ts";
+import { SoldOutFlags } from "../../shared/src/sale/sold-out.ts";
 
 describe("SoldOutFlags", () => {
   it("holds a flag for the TTL, until cleared", () => {

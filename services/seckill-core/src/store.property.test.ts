@@ -10,8 +10,8 @@ import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import { Redis } from "ioredis";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
+import { activityKeys } from "../../shared/src/data-plane/keys.ts";
 import { type RedisServer, startRedis } from "../../shared/src/stack/index.ts";
-import { activityKeys } from "./keys.ts";
 import { type ReserveInput, type ReserveResult, StockStore } from "./store.ts";
 import { definition } from "./testing.ts";
 

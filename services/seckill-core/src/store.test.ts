@@ -3,10 +3,11 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
+import { activityKeys } from "../../shared/src/data-plane/keys.ts";
 import { type RedisServer, startRedis } from "../../shared/src/stack/index.ts";
-import { activityKeys } from "./keys.ts";
+import { auditActivity, snapshotRedis } from "../../shared/src/testing/redis-state.ts";
 import { type ReserveInput, StockStore } from "./store.ts";
-import { auditActivity, definition, snapshotRedis } from "./testing.ts";
+import { definition } from "./testing.ts";
 
 const HOUR = 3_600_000;
 

@@ -3,11 +3,11 @@
  * Reserve batch is one pipeline (one round trip for N items); every other
  * operation is one script call. No gRPC types here: routes.ts maps them.
  */
-import { type ChainableCommander, type Redis, ReplyError } from "ioredis";
+import type { ChainableCommander, Redis } from "ioredis";
 import { BuyResult } from "../../gen/seckill/common/v1/common_pb.ts";
 import { newId } from "../../shared/src/data-plane/ids.ts";
+import { activityKeys } from "../../shared/src/data-plane/keys.ts";
 import type { ActivityDefinition } from "./activity.ts";
-import { activityKeys } from "./keys.ts";
 import { redisSeconds } from "./metrics.ts";
 import {
   CONFIRM_PAYMENT_LUA,
@@ -88,13 +88,6 @@ interface ScriptCommands<R> {
 }
 type ScriptClient = Redis & ScriptCommands<Promise<ScriptReply>>;
 type ScriptPipeline = ChainableCommander & ScriptCommands<ScriptPipeline>;
-
-/** Errors that say Redis is unreachable, restarting or failing over: the call may be retried. */
-export function isTransientRedisError(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  if (!(err instanceof ReplyError)) return true; // connection closed, timeout, max retries, ...
-  return /^(LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN|NOREPLICAS)\b/.test(err.message);
-}
 
 const knownResults = new Set<number>([
   BuyResult.RESERVED,

@@ -1,7 +1,8 @@
-/** Request checks shared by the handlers and the client helper (pure, no I/O). */
-
-/** Ids are opaque strings, but not unbounded ones: they become parts of Redis keys. */
-export const MAX_ID_LENGTH = 256;
+/**
+ * Request checks shared by the handlers and the client helper (pure, no I/O).
+ * Ids follow the data-plane id grammar (shared data-plane/ids.ts).
+ */
+import { idProblem } from "../../shared/src/data-plane/ids.ts";
 
 export interface ReserveItemFields {
   activityId: string;
@@ -31,12 +32,5 @@ export function reserveBatchProblem(
     const problem = reserveItemProblem(item);
     if (problem) return `items[${index}]: ${problem}`;
   }
-  return undefined;
-}
-
-/** Why a required id field is unusable, or undefined. */
-export function idProblem(field: string, value: string): string | undefined {
-  if (value.length === 0) return `${field} is required`;
-  if (value.length > MAX_ID_LENGTH) return `${field} is longer than ${MAX_ID_LENGTH} characters`;
   return undefined;
 }

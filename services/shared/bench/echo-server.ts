@@ -11,13 +11,13 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { EchoResponseSchema, EchoService } from "../../gen/seckill/echo/v1/echo_pb.ts";
 import { echoRoutes } from "../src/testing/echo-service.ts";
+import { grpcServiceDefinition } from "../src/transport/grpc-codec.ts";
 import {
   addRoutes,
   bindServer,
   type GrpcRouter,
-  grpcServiceDefinition,
   serverOptions,
-} from "../src/transport/grpc.ts";
+} from "../src/transport/grpc-server.ts";
 
 export type ServerKind = "adapter" | "adapter-observed" | "connect-node" | "raw";
 

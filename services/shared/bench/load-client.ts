@@ -13,7 +13,8 @@ import {
 } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { EchoRequestSchema, EchoService } from "../../gen/seckill/echo/v1/echo_pb.ts";
-import { createGrpcTransport, grpcServiceDefinition } from "../src/transport/grpc.ts";
+import { createGrpcTransport } from "../src/transport/grpc-client.ts";
+import { grpcServiceDefinition } from "../src/transport/grpc-codec.ts";
 
 export type ClientKind =
   | "adapter"

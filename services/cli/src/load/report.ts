@@ -44,6 +44,11 @@ export function checks(report: SaleReport) {
   const { remaining, reserved, paid } = report.stats;
   return [
     {
+      check: "buyers served == buyers",
+      ok: report.load.completed === report.buyers,
+      value: `${report.load.completed} / ${report.buyers}`,
+    },
+    {
       check: "successes == stock",
       ok: report.successes === expected,
       value: `${report.successes} / ${expected}`,
@@ -76,6 +81,10 @@ export function renderText(report: SaleReport, shares: readonly InstanceShare[] 
   out.push(
     `${report.buyers} buyers (provisioned in ${report.provisionMs} ms), stock ${report.stock}, ` +
       `${load.model.kind === "closed" ? `${load.model.concurrency} in flight` : `${load.model.rate}/s offered`}`,
+  );
+  out.push(
+    `rush: served ${load.completed} / ${report.buyers} buyers in ${seconds.toFixed(1)} s ` +
+      `(${Math.round(load.completed / Math.max(seconds, 1e-3))} buyers/s)`,
   );
   out.push("");
   out.push(

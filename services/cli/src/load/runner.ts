@@ -9,6 +9,7 @@ import { randomUUID } from "node:crypto";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { SeckillAppService } from "../../../gen/seckill/app/v1/app_pb.ts";
 import { BuyResult } from "../../../gen/seckill/common/v1/common_pb.ts";
+import { sleep } from "../../../shared/src/runtime/time.ts";
 import { LatencyHistogram } from "./histogram.ts";
 
 export type LoadModel =
@@ -148,7 +149,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     const comeBack = async (hintMs: number) => {
       if (comebacksLeft-- <= 0 || Date.now() >= deadline) return false;
       comebacks++;
-      await new Promise((r) => setTimeout(r, comebackDelayMs(hintMs)));
+      await sleep(comebackDelayMs(hintMs));
       return true;
     };
     try {
@@ -202,7 +203,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       for (let i = 0; ; i++) {
         const intended = startedAt + i * intervalMs;
         const wait = intended - Date.now();
-        if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+        if (wait > 1) await sleep(wait);
         if (inFlight >= maxInFlight) {
           // The client itself is saturated: count it, the run is not measuring the server any more.
           outcomes.CLIENT_SATURATED = (outcomes.CLIENT_SATURATED ?? 0) + 1;

@@ -12,6 +12,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { AdminService } from "../../../gen/seckill/admin/v1/admin_pb.ts";
 import { SeckillAppService } from "../../../gen/seckill/app/v1/app_pb.ts";
 import { AuthService } from "../../../gen/seckill/auth/v1/auth_pb.ts";
+import { sleep } from "../../../shared/src/runtime/time.ts";
 import {
   type Buyer,
   type LoadModel,
@@ -144,7 +145,7 @@ export async function openSale(opts: OpenSaleOptions): Promise<{ activityId: str
   for (;;) {
     const now = Number((await app.getServerTime({})).unixMillis);
     if (now >= startMs) break;
-    await new Promise((r) => setTimeout(r, Math.min(250, startMs - now)));
+    await sleep(Math.min(250, startMs - now));
   }
   return { activityId };
 }
@@ -194,7 +195,7 @@ export async function runSale(opts: SaleOptions): Promise<SaleReport> {
   const drainTimeout = opts.drainTimeoutMs ?? 60_000;
   let stats = await admin.getStats({ activityId }, asAdmin);
   while (Number(stats.orders) < successes && Date.now() - drainStarted < drainTimeout) {
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     stats = await admin.getStats({ activityId }, asAdmin);
   }
   const drainMs = Date.now() - drainStarted;

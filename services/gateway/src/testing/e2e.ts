@@ -19,7 +19,8 @@ import { AuthService } from "../../../gen/seckill/auth/v1/auth_pb.ts";
 import { type Activity, BuyResult } from "../../../gen/seckill/common/v1/common_pb.ts";
 import { GatewayService } from "../../../gen/seckill/gateway/v1/gateway_pb.ts";
 import { OrderService } from "../../../gen/seckill/order/v1/order_pb.ts";
-import { activityKeys } from "../../../seckill-core/src/keys.ts";
+import { activityKeys } from "../../../shared/src/data-plane/keys.ts";
+import { ORDER_CONSUMER_GROUP } from "../../../shared/src/data-plane/order-intent.ts";
 
 // ---------------------------------------------------------------------------
 // Spans
@@ -348,15 +349,15 @@ export class Stores {
   /** Entries of the activity's stream not yet acknowledged by order. */
   async pending(activityId: string): Promise<number> {
     try {
-      const summary = (await this.redis.xpending(activityKeys(activityId).orders, "order")) as [
-        number,
-        ...unknown[],
-      ];
+      const summary = (await this.redis.xpending(
+        activityKeys(activityId).orders,
+        ORDER_CONSUMER_GROUP,
+      )) as [number, ...unknown[]];
       const lag = (await this.redis.xinfo(
         "GROUPS",
         activityKeys(activityId).orders,
       )) as unknown[][];
-      const group = lag.find((g) => g[1] === "order");
+      const group = lag.find((g) => g[1] === ORDER_CONSUMER_GROUP);
       const lagIndex = group?.indexOf("lag") ?? -1;
       const behind = lagIndex >= 0 ? Number(group![lagIndex + 1] ?? 0) : 0;
       return Number(summary[0]) + behind;
@@ -368,20 +369,5 @@ export class Stores {
   async close(): Promise<void> {
     await this.db.end();
     this.redis.disconnect();
-  }
-}
-
-/** Polls until `check` returns true, or fails after `timeoutMs`. */
-export async function eventually(
-  what: string,
-  check: () => Promise<boolean>,
-  timeoutMs = 20_000,
-  intervalMs = 100,
-): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    if (await check()) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(intervalMs);
   }
 }

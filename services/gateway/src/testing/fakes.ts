@@ -13,9 +13,8 @@ import {
   type HandlerContext,
   type Transport,
 } from "@connectrpc/connect";
-import { generateSigningKey, keyRing } from "../../../auth/src/keys.ts";
-import { TokenIssuer } from "../../../auth/src/tokens.ts";
-import { createJwtVerifier } from "../../../auth/src/verifier.ts";
+import { createJwtVerifier } from "../../../auth/src/client.ts";
+import { generateSigningKey, keyRing, TokenIssuer } from "../../../auth/src/testing.ts";
 import { AdminService, GetStatsResponseSchema } from "../../../gen/seckill/admin/v1/admin_pb.ts";
 import {
   type BuyRequest,
@@ -26,10 +25,12 @@ import { AuthService } from "../../../gen/seckill/auth/v1/auth_pb.ts";
 import { BuyResult, OrderStatus, Role } from "../../../gen/seckill/common/v1/common_pb.ts";
 import { GatewayService } from "../../../gen/seckill/gateway/v1/gateway_pb.ts";
 import { OrderService } from "../../../gen/seckill/order/v1/order_pb.ts";
+import { SoldOutFlags } from "../../../shared/src/sale/sold-out.ts";
 import { callerOf, requireCaller } from "../../../shared/src/transport/identity.ts";
 import { EdgeLimiter, type LimitSettings } from "../limits.ts";
+import { soldOutMetrics } from "../metrics.ts";
 import { gatewayRoutes } from "../routes.ts";
-import { RecentKeys, SoldOutFlags } from "../sold-out.ts";
+import { RecentKeys } from "../sold-out.ts";
 
 export const JWT = { issuer: "seckill-auth", audience: "seckill" };
 const settings = { ...JWT, accessTtlSeconds: 900, refreshTtlSeconds: 3600 };
@@ -221,7 +222,7 @@ export function edgeUnderTest(
   const upstreams = fakeUpstreams();
   const clock = { now: Date.now() };
   const now = () => clock.now;
-  const flags = new SoldOutFlags(opts.soldOutTtlMs ?? 1000, now);
+  const flags = new SoldOutFlags(opts.soldOutTtlMs ?? 1000, now, soldOutMetrics);
   const limiter = new EdgeLimiter({ ...noLimits, ...opts.limits }, now);
   const blocked = new Set(opts.blockedIps ?? []);
   const shutdown = new AbortController();

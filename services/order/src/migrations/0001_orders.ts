@@ -2,7 +2,8 @@ import { type Kysely, sql } from "kysely";
 
 /**
  * The orders table of the data-plane contract. Column widths match what the
- * stream consumer accepts (stream.ts), so a valid entry always fits. Binary
+ * order-intent decoder accepts (shared data-plane/order-intent.ts, ids.ts), so
+ * a valid entry always fits. Binary
  * collation: ids are opaque, "Alice" and "alice" are two users.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {

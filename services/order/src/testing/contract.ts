@@ -4,10 +4,15 @@
  * activity counters, reservation hashes and order-intent stream entries.
  */
 import { newId } from "../../../shared/src/data-plane/ids.ts";
+import { activityTag } from "../../../shared/src/data-plane/keys.ts";
+import {
+  encodeOrderIntent,
+  type OrderIntent,
+  orderIntentStream,
+} from "../../../shared/src/data-plane/order-intent.ts";
 import type { Redis } from "../../../shared/src/stores/redis.ts";
-import { intentFields, type OrderIntent, streamKey } from "../stream.ts";
 
-export const tag = (activityId: string) => `{act:${activityId}}`;
+export const tag = activityTag;
 
 let sequence = 0;
 
@@ -35,7 +40,7 @@ export async function appendIntents(redis: Redis, intents: readonly OrderIntent[
   for (let i = 0; i < intents.length; i += 1000) {
     const pipeline = redis.pipeline();
     for (const intent of intents.slice(i, i + 1000))
-      pipeline.xadd(streamKey(intent.activityId), "*", ...intentFields(intent));
+      pipeline.xadd(orderIntentStream(intent.activityId), "*", ...encodeOrderIntent(intent));
     const results = (await pipeline.exec()) ?? [];
     const failed = results.find(([err]) => err);
     if (failed) throw failed[0];
@@ -44,7 +49,7 @@ export async function appendIntents(redis: Redis, intents: readonly OrderIntent[
 
 /** Writes raw fields (for malformed entries); returns the entry id. */
 export async function appendRaw(redis: Redis, activityId: string, fields: string[]) {
-  return (await redis.xadd(streamKey(activityId), "*", ...fields)) as string;
+  return (await redis.xadd(orderIntentStream(activityId), "*", ...fields)) as string;
 }
 
 export interface WarmOptions {
@@ -110,7 +115,7 @@ export async function reserve(
     `${t}:reserved`,
     `${t}:users`,
     `${t}:res:${intent.orderId}`,
-    streamKey(intent.activityId),
+    orderIntentStream(intent.activityId),
     intent.orderId,
     intent.userId,
     String(intent.quantity),
@@ -118,7 +123,7 @@ export async function reserve(
     intent.requestId,
     String(intent.createdMs),
     opts.append === false ? "0" : "1",
-    ...intentFields(intent),
+    ...encodeOrderIntent(intent),
   );
   if (ok !== 1) throw new Error(`no stock left for ${intent.orderId}`);
 }

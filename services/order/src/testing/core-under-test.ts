@@ -1,8 +1,10 @@
 /**
  * The seckill-core order's tests run against: the real service
- * (services/seckill-core, in process, its Release / ConfirmPayment calls
- * counted by a server interceptor), or the small fake of fake-core.ts. Both
- * register in etcd as "seckill-core", so order reaches them through its mesh.
+ * (services/seckill-core as its own process, behind an in-process front that
+ * counts its Release / ConfirmPayment calls and can fail them), or the small
+ * fake of fake-core.ts. The fake and the front register in etcd as
+ * "seckill-core", so order reaches them through its mesh; the real process
+ * registers in an etcd of its own, where order's mesh does not look.
  */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
@@ -13,9 +15,15 @@ import {
   SeckillCoreService,
 } from "../../../gen/seckill/core/v1/core_pb.ts";
 import type { Mesh } from "../../../shared/src/mesh/mesh.ts";
-import { loadConfig } from "../../../shared/src/runtime/config.ts";
-import { type RunningService, startService } from "../../../shared/src/runtime/server.ts";
+import { startEtcd } from "../../../shared/src/stack/index.ts";
 import type { Redis } from "../../../shared/src/stores/redis.ts";
+import {
+  type InProcessService,
+  type ProcessService,
+  serviceEnv,
+  startAsProcess,
+  startFront,
+} from "../../../shared/src/testing/index.ts";
 import { reserve as contractReserve, warm as contractWarm, makeIntent } from "./contract.ts";
 import { startFakeCore } from "./fake-core.ts";
 import { type ActivityOptions, activityDefinition } from "./harness.ts";
@@ -107,9 +115,6 @@ async function startFake(deps: CoreDeps): Promise<CoreUnderTest> {
 }
 
 async function startRealCore(deps: CoreDeps): Promise<CoreUnderTest> {
-  // Imported here so the fake-only runs do not need core's code.
-  const { coreService } = await import("../../../seckill-core/src/service.ts");
-  const { coreConfigSchema } = await import("../../../seckill-core/src/config.ts");
   const state = {
     releaseCalls: new Map<string, number>(),
     releasedNow: new Map<string, number>(),
@@ -130,18 +135,38 @@ async function startRealCore(deps: CoreDeps): Promise<CoreUnderTest> {
       bump(state.releasedNow, id);
     return res;
   };
-  const config = loadConfig(coreConfigSchema, {
-    REDIS_URL: deps.redisUrl,
-    ETCD_ENDPOINTS: deps.etcdEndpoints.join(","),
-    INSTANCE_ID: "core-under-test",
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
-    SHUTDOWN_DELAY_MS: "0",
-    REGISTRATION_TTL_SECONDS: "5",
-  });
-  const service: RunningService = await startService({
-    ...coreService(config),
-    interceptors: [counting],
-  });
+  const env = { LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn", REGISTRATION_TTL_SECONDS: "5" };
+  // The real core registers in an etcd of its own: order's mesh finds only the front.
+  const hiddenEtcd = await startEtcd();
+  let coreProcess: ProcessService | undefined;
+  let front: InProcessService | undefined;
+  const stop = async () => {
+    await front?.stop();
+    await coreProcess?.stop();
+    await hiddenEtcd.stop();
+  };
+  try {
+    coreProcess = await startAsProcess(
+      "seckill-core",
+      serviceEnv(
+        { etcd: hiddenEtcd, redis: { url: deps.redisUrl } },
+        { ...env, INSTANCE_ID: "core-under-test" },
+      ),
+    );
+    front = await startFront({
+      name: "seckill-core",
+      service: SeckillCoreService,
+      target: coreProcess,
+      env: serviceEnv(
+        { etcd: { endpoints: deps.etcdEndpoints } },
+        { ...env, INSTANCE_ID: "core-under-test-front" },
+      ),
+      interceptors: [counting],
+    });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
   const core = deps.mesh.client(SeckillCoreService, "seckill-core");
   await deps.mesh.ready("seckill-core");
   let requests = 0;
@@ -179,6 +204,6 @@ async function startRealCore(deps: CoreDeps): Promise<CoreUnderTest> {
       }
       return out;
     },
-    stop: () => service.shutdown("test done"),
+    stop,
   });
 }

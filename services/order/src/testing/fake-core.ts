@@ -9,7 +9,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { ReservationStatus, SeckillCoreService } from "../../../gen/seckill/core/v1/core_pb.ts";
 import { baseConfigSchema, loadConfig } from "../../../shared/src/runtime/config.ts";
 import { type RunningService, startService } from "../../../shared/src/runtime/server.ts";
-import { createRedis, type Redis } from "../../../shared/src/stores/redis.ts";
+import { createRedis } from "../../../shared/src/stores/redis.ts";
 import { tag } from "./contract.ts";
 
 const RELEASE = `
@@ -69,7 +69,6 @@ export async function startFakeCore(opts: {
     SHUTDOWN_DELAY_MS: "0",
     REGISTRATION_TTL_SECONDS: "5",
   });
-  let redis: Redis | undefined;
   const fake = {
     releaseCalls: new Map<string, number>(),
     releasedNow: new Map<string, number>(),
@@ -87,7 +86,7 @@ export async function startFakeCore(opts: {
     config,
     setup(ctx) {
       const r = createRedis(opts.redisUrl, ctx.log);
-      redis = r;
+      ctx.cleanup.add(() => r.quit());
       return (router) =>
         router.service(SeckillCoreService, {
           async release(req) {
@@ -141,9 +140,6 @@ export async function startFakeCore(opts: {
             };
           },
         });
-    },
-    async close() {
-      await redis?.quit();
     },
   });
   fake.stop = () => fake.service.shutdown("test done");

@@ -1,18 +1,13 @@
 /** Order service instances in-process on a real stack, and clients with a caller identity. */
-import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
-import {
-  type Activity,
-  ActivitySchema,
-  ActivityStatus,
-} from "../../../gen/seckill/common/v1/common_pb.ts";
+import type { Activity } from "../../../gen/seckill/common/v1/common_pb.ts";
 import { OrderService } from "../../../gen/seckill/order/v1/order_pb.ts";
 import type { Mesh } from "../../../shared/src/mesh/mesh.ts";
 import { loadConfig } from "../../../shared/src/runtime/config.ts";
 import { type RunningService, startService } from "../../../shared/src/runtime/server.ts";
 import { activityKey, encodeActivity } from "../../../shared/src/sale/activities.ts";
 import type { Etcd3 } from "../../../shared/src/stores/etcd.ts";
+import { activityFixture } from "../../../shared/src/testing/fixtures.ts";
 import { identityHeaders, type Role } from "../../../shared/src/transport/identity.ts";
 import { type OrderConfig, orderConfigSchema } from "../config.ts";
 import { orderService } from "../service.ts";
@@ -61,22 +56,14 @@ export interface ActivityOptions {
   paymentTimeoutSeconds?: number;
 }
 
-/** The activity admin would publish: window open for an hour either side of now. */
+/** The activity admin would publish (the kit's activityFixture with order's defaults). */
 export function activityDefinition(id: string, o: ActivityOptions = {}): Activity {
-  const now = Date.now();
-  return create(ActivitySchema, {
+  return activityFixture({
     id,
-    productId: "prod-1",
     title: `Test sale ${id}`,
-    priceCents: 1999n,
-    currency: "USD",
-    totalStock: BigInt(o.totalStock ?? 1000),
+    totalStock: o.totalStock ?? 1000,
     perUserLimit: o.perUserLimit ?? 5,
-    startTime: timestampFromMs(now - 3_600_000),
-    endTime: timestampFromMs(now + 3_600_000),
-    paymentTimeoutSeconds: o.paymentTimeoutSeconds ?? 900,
-    status: ActivityStatus.PUBLISHED,
-    revision: 1n,
+    paymentTimeoutSeconds: o.paymentTimeoutSeconds,
   });
 }
 

@@ -5,7 +5,7 @@ import * as grpc from "@grpc/grpc-js";
 import { EchoService } from "../../../gen/seckill/echo/v1/echo_pb.ts";
 import { createLogger } from "../runtime/log.ts";
 import { freePort } from "../stack/index.ts";
-import { addRoutes, bindServer } from "../transport/grpc.ts";
+import { addRoutes, bindServer } from "../transport/grpc-server.ts";
 import { createMeshTransport } from "./balancer.ts";
 import { staticInstances } from "./discovery.ts";
 import type { ServiceInstance } from "./registry.ts";

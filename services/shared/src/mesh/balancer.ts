@@ -24,8 +24,9 @@ import {
 import CircuitBreaker from "opossum";
 import type { Logger } from "../runtime/log.ts";
 import { counter, gauge, once } from "../runtime/metrics.ts";
-import { sleep } from "../stores/etcd.ts";
-import { createGrpcTransport, fromServiceError } from "../transport/grpc.ts";
+import { sleep } from "../runtime/time.ts";
+import { createGrpcTransport } from "../transport/grpc-client.ts";
+import { fromServiceError } from "../transport/grpc-codec.ts";
 import type { InstanceSource } from "./discovery.ts";
 import { instanceAddress, type ServiceInstance } from "./registry.ts";
 import { SmoothWeightedRoundRobin } from "./swrr.ts";

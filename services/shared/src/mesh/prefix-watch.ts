@@ -1,7 +1,7 @@
 import type { Etcd3, Watcher } from "etcd3";
 import type { Logger } from "../runtime/log.ts";
 import { counter, once } from "../runtime/metrics.ts";
-import { backoffMs, sleep } from "../stores/etcd.ts";
+import { backoffMs, sleep } from "../runtime/time.ts";
 
 const resyncs = once("seckill_etcd_watch_resyncs_total", () =>
   counter(

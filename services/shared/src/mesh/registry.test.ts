@@ -3,6 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { createLogger } from "../runtime/log.ts";
 import { type EtcdServer, startEtcd } from "../stack/index.ts";
 import { createEtcd, type Etcd3 } from "../stores/etcd.ts";
+import { pollUntil } from "../testing/poll.ts";
 import { startServiceProcess } from "../testing/service-process.ts";
 import { startTcpProxy } from "../testing/tcp-proxy.ts";
 import { ServiceDiscovery } from "./discovery.ts";
@@ -19,17 +20,6 @@ const instance = (service: string, id: string, port = 7000): ServiceInstance => 
   zone: "local",
   version: "test",
 });
-
-/** Polls until `check` holds, returning how long it took. */
-async function until(check: () => boolean, timeoutMs: number, what: string): Promise<number> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > timeoutMs)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return Date.now() - started;
-}
 
 const ids = (d: ServiceDiscovery) => d.instances().map((i) => i.id);
 
@@ -52,13 +42,19 @@ describe("registry and discovery on a real etcd", () => {
     assert.deepEqual(ids(discovery), []);
     const started = Date.now();
     const registration = await register(etcd, instance("svc-appear", "a"), { ttlSeconds: 5, log });
-    await until(() => ids(discovery).includes("a"), 1000, "the instance to appear");
+    await pollUntil(() => ids(discovery).includes("a"), {
+      timeoutMs: 1000,
+      message: "the instance to appear",
+    });
     const appearedMs = Date.now() - started;
     assert.ok(appearedMs < 1000, `appeared after ${appearedMs} ms`);
     assert.equal(discovery.instances()[0]!.port, 7000);
 
     await registration.close();
-    await until(() => ids(discovery).length === 0, 1000, "the revoked instance to disappear");
+    await pollUntil(() => ids(discovery).length === 0, {
+      timeoutMs: 1000,
+      message: "the revoked instance to disappear",
+    });
     await discovery.close();
   });
 
@@ -67,9 +63,15 @@ describe("registry and discovery on a real etcd", () => {
     await discovery.start();
     const registration = await register(etcd, instance("svc-weights", "a"), { ttlSeconds: 5, log });
     await etcd.put(instanceKey("svc-weights", "broken")).value("{not json");
-    await until(() => ids(discovery).includes("a"), 1000, "the instance");
+    await pollUntil(() => ids(discovery).includes("a"), {
+      timeoutMs: 1000,
+      message: "the instance",
+    });
     await registration.setWeight(7);
-    await until(() => discovery.instances()[0]?.weight === 7, 1000, "the new weight");
+    await pollUntil(() => discovery.instances()[0]?.weight === 7, {
+      timeoutMs: 1000,
+      message: "the new weight",
+    });
     assert.deepEqual(ids(discovery), ["a"]);
     await registration.close();
     await etcd.delete().key(instanceKey("svc-weights", "broken"));
@@ -89,14 +91,16 @@ describe("registry and discovery on a real etcd", () => {
         REGISTRATION_TTL_SECONDS: String(ttlSeconds),
       },
     });
-    await until(() => ids(discovery).includes("victim"), 1000, "the child to appear");
+    await pollUntil(() => ids(discovery).includes("victim"), {
+      timeoutMs: 1000,
+      message: "the child to appear",
+    });
     child.kill("SIGKILL");
     await child.exited;
-    const goneMs = await until(
-      () => ids(discovery).length === 0,
-      (ttlSeconds + 1) * 1000,
-      "the killed child to disappear",
-    );
+    const goneMs = await pollUntil(() => ids(discovery).length === 0, {
+      timeoutMs: (ttlSeconds + 1) * 1000,
+      message: "the killed child to disappear",
+    });
     assert.ok(goneMs <= (ttlSeconds + 1) * 1000, `gone after ${goneMs} ms`);
     await discovery.close();
   });
@@ -107,7 +111,10 @@ describe("registry and discovery on a real etcd", () => {
     const discovery = new ServiceDiscovery(proxied, "svc-compact", log);
     await discovery.start();
     const first = await register(etcd, instance("svc-compact", "a"), { ttlSeconds: 10, log });
-    await until(() => ids(discovery).includes("a"), 1000, "the first instance");
+    await pollUntil(() => ids(discovery).includes("a"), {
+      timeoutMs: 1000,
+      message: "the first instance",
+    });
 
     proxy.cut();
     // While the watcher is away: one instance leaves, another arrives, history is compacted.
@@ -118,11 +125,10 @@ describe("registry and discovery on a real etcd", () => {
     assert.deepEqual(ids(discovery), ["a"], "keeps the last known list while cut off");
 
     proxy.resume();
-    await until(
-      () => ids(discovery).join() === "b",
-      8000,
-      "the watcher to re-read after compaction",
-    );
+    await pollUntil(() => ids(discovery).join() === "b", {
+      timeoutMs: 8000,
+      message: "the watcher to re-read after compaction",
+    });
     await second.close();
     await discovery.close();
     proxied.close();
@@ -137,7 +143,10 @@ describe("registry and discovery on a real etcd", () => {
       ttlSeconds,
       log,
     });
-    await until(() => ids(discovery).includes("survivor"), 1000, "the instance");
+    await pollUntil(() => ids(discovery).includes("survivor"), {
+      timeoutMs: 1000,
+      message: "the instance",
+    });
 
     await etcdServer.kill("SIGKILL");
     // Longer than the TTL, so the lease cannot be kept alive through the outage.
@@ -157,11 +166,10 @@ describe("registry and discovery on a real etcd", () => {
     // And it stays: wait past another TTL to be sure the key is on a live lease.
     await new Promise((r) => setTimeout(r, (ttlSeconds + 1) * 1000));
     assert.equal(await registeredAgain(), true);
-    await until(
-      () => ids(discovery).includes("survivor"),
-      5000,
-      "the watcher to see it after the restart",
-    );
+    await pollUntil(() => ids(discovery).includes("survivor"), {
+      timeoutMs: 5000,
+      message: "the watcher to see it after the restart",
+    });
     await registration.close();
     fresh.close();
     await discovery.close();

@@ -2,7 +2,7 @@ import type { Etcd3, Lease } from "etcd3";
 import { z } from "zod";
 import type { Logger } from "../runtime/log.ts";
 import { counter, gauge, once } from "../runtime/metrics.ts";
-import { backoffMs, sleep } from "../stores/etcd.ts";
+import { backoffMs, sleep } from "../runtime/time.ts";
 
 export const SERVICES_PREFIX = "/seckill/services/";
 

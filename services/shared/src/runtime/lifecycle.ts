@@ -9,12 +9,14 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Tracer } from "@opentelemetry/api";
 import { Mesh } from "../mesh/mesh.ts";
 import { type Registration, register } from "../mesh/registry.ts";
-import { createEtcd, type Etcd3, sleep } from "../stores/etcd.ts";
+import { createEtcd, type Etcd3 } from "../stores/etcd.ts";
 import { HealthState, ServingStatus } from "../transport/health.ts";
+import { Cleanup } from "./cleanup.ts";
 import type { BaseConfig } from "./config.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { type MetricsServer, serveMetrics } from "./metrics.ts";
 import { startTelemetry } from "./telemetry.ts";
+import { sleep } from "./time.ts";
 
 /** What a service gets to build its routes: logging, tracing and the other services. */
 export interface ServiceContext<C extends BaseConfig = BaseConfig> {
@@ -31,6 +33,12 @@ export interface ServiceContext<C extends BaseConfig = BaseConfig> {
    * their clients reconnect to another instance (unary calls are left to finish).
    */
   readonly streamShutdownSignal: AbortSignal;
+  /**
+   * Where setup registers the closing of what it opens (stores, loops, watchers),
+   * right after opening each: run newest first after in-flight calls drained, or
+   * at once when start-up fails half-way.
+   */
+  readonly cleanup: Cleanup;
 }
 
 /** Serves a service's calls on some transport. */
@@ -45,10 +53,11 @@ export interface LifecycleSpec<C extends BaseConfig, R> {
   /** The service name as registered in etcd, e.g. "seckill-core". */
   name: string;
   config: C;
-  /** Builds the service's routes; may open stores and start background work. */
+  /**
+   * Builds the service's routes; may open stores and start background work,
+   * closing each through `ctx.cleanup`.
+   */
   setup(ctx: ServiceContext<C>): Promise<R> | R;
-  /** Closes what setup opened; runs after in-flight calls drained. */
-  close?(): Promise<void>;
   /** Defaults to true: register in etcd so other services find this instance. */
   register?: boolean;
 }
@@ -118,14 +127,17 @@ export async function startLifecycle<C extends BaseConfig, R>(
     mesh,
     shutdownSignal: shutdownController.signal,
     streamShutdownSignal: streamController.signal,
+    cleanup: new Cleanup(),
   };
 
   // Whatever was opened is closed again if a later step fails.
-  const undo: (() => Promise<void> | void)[] = [() => etcd.close(), () => mesh.close()];
+  const undo = new Cleanup();
+  undo.add(() => etcd.close());
+  undo.add(() => mesh.close());
   const unwind = async () => {
     shutdownController.abort();
-    await spec.close?.().catch(() => {});
-    for (const step of undo.reverse()) await Promise.resolve(step()).catch(() => {});
+    await ctx.cleanup.run().catch(() => {});
+    await undo.run().catch(() => {});
   };
 
   let listener: Listener;
@@ -138,9 +150,9 @@ export async function startLifecycle<C extends BaseConfig, R>(
     listener = bind(routes, ctx, health);
     const listening = await listener.listen();
     port = listening.port;
-    undo.push(() => listener.drain(0));
+    undo.add(() => listener.drain(0));
     metrics = await serveMetrics(config.HOST, config.METRICS_PORT, () => health.serving);
-    undo.push(() => metrics.close());
+    undo.add(() => metrics.close());
     if (spec.register !== false) {
       registration = await register(
         etcd,
@@ -179,8 +191,8 @@ export async function startLifecycle<C extends BaseConfig, R>(
       );
       await listener.drain(config.SHUTDOWN_TIMEOUT_MS);
       // Background work may still call other services while it winds down: close the mesh last.
-      await spec
-        .close?.()
+      await ctx.cleanup
+        .run()
         .catch((err) => log.error({ err: safeError(err) }, "closing stores failed"));
       await mesh.close();
       await metrics.close();

@@ -6,7 +6,7 @@
  */
 import type { Interceptor } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { addRoutes, bindServer, type Routes, serverOptions } from "../transport/grpc.ts";
+import { addRoutes, bindServer, type Routes, serverOptions } from "../transport/grpc-server.ts";
 import { Health } from "../transport/health.ts";
 import { serverErrorLog, serverMetrics, serverTracing } from "../transport/interceptors.ts";
 import { addReflection } from "../transport/reflection.ts";
@@ -55,7 +55,7 @@ function grpcListener<C extends BaseConfig>(
   addRoutes(server, (router) => router.service(Health, health.impl()), {
     shutdownSignal: ctx.streamShutdownSignal,
   });
-  addReflection(server, [...served, Health]);
+  if (config.REFLECTION) addReflection(server, [...served, Health]);
   return {
     listen: async () => ({
       port: await bindServer(server, config.HOST, config.PORT),

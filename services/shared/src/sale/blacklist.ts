@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { BLACKLIST_CHANNEL, type BlacklistKind, blacklistKey } from "../data-plane/keys.ts";
 import type { Logger } from "../runtime/log.ts";
 import { gauge, once } from "../runtime/metrics.ts";
 
@@ -8,11 +9,9 @@ import { gauge, once } from "../runtime/metrics.ts";
  * and a pub/sub message on every change. Readers hold an in-memory copy,
  * reloaded on each message and at least every `refreshMs`, so a change is
  * effective everywhere within a second and a check costs no round trip.
+ * The hash and channel names are the data-plane contract's (data-plane/keys.ts).
  */
-export type BlacklistKind = "user" | "ip";
-
-export const blacklistKey = (kind: BlacklistKind) => `seckill:blacklist:${kind}`;
-export const BLACKLIST_CHANNEL = "seckill:blacklist:changed";
+export type { BlacklistKind };
 
 export interface BlacklistEntry {
   reason: string;

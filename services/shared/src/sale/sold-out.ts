@@ -2,28 +2,22 @@
  * Local sold-out flags, kept by every instance on the buy path (gateway,
  * seckill-app, seckill-core): once an answer says an activity has no stock
  * left, later buyers of it are refused without going further, until core's
- * restock message (published on `{act:<id>}:restock` when a Release returns
- * stock) or a short TTL clears the flag.
+ * restock message (published on the activity's restock channel, data-plane
+ * keys.ts, when a Release returns stock) or a short TTL clears the flag.
  */
 import type { Redis } from "ioredis";
+import { activityOfRestockChannel, RESTOCK_PATTERN } from "../data-plane/keys.ts";
 import type { Logger } from "../runtime/log.ts";
 
-/** Subscribes to every activity's restock channel. */
-export const RESTOCK_PATTERN = "{act:*}:restock";
-
-/** The restock channel of one activity (inside the activity's hash tag). */
-export const restockChannel = (activityId: string) => `{act:${activityId}}:restock`;
-
-/** The activity id of a restock channel name, or undefined if it is not one. */
-export function activityOfRestockChannel(channel: string): string | undefined {
-  const prefix = "{act:";
-  const suffix = "}:restock";
-  if (!channel.startsWith(prefix) || !channel.endsWith(suffix)) return undefined;
-  if (channel.length < prefix.length + suffix.length) return undefined;
-  return channel.slice(prefix.length, channel.length - suffix.length);
-}
-
 export type FlagChange = "set" | "expired" | "restock";
+
+/** How a service counts its flags: each passes its own metrics (the names differ per service). */
+export interface SoldOutMetrics {
+  /** Every change, with the number of flags up afterwards. */
+  changed?(change: FlagChange, size: number): void;
+  /** Every restock message received (listenForRestock). */
+  restocked?(): void;
+}
 
 export class SoldOutFlags {
   private readonly until = new Map<string, number>();
@@ -32,12 +26,12 @@ export class SoldOutFlags {
 
   /**
    * @param ttlMs life of a flag without a restock message; 0 turns the flags off
-   * @param onChange for metrics: called on every change with the number of flags up
+   * @param metrics the service's counters of flag changes and restock messages
    */
   constructor(
     readonly ttlMs: number,
     private readonly now: () => number = Date.now,
-    private readonly onChange: (change: FlagChange, size: number) => void = () => {},
+    readonly metrics: SoldOutMetrics = {},
   ) {}
 
   has(activityId: string, nowMs = this.now()): boolean {
@@ -83,25 +77,25 @@ export class SoldOutFlags {
 
   private changed(change: FlagChange) {
     this.version++;
-    this.onChange(change, this.until.size);
+    this.metrics.changed?.(change, this.until.size);
   }
 }
 
 /**
  * Clears flags on restock messages. `subscriber` is a connection in subscriber
  * mode (it may be shared with other subscriptions); ioredis re-subscribes after
- * a reconnect. Resolves once subscribed, with a function that unsubscribes.
+ * a reconnect. Each message counts in the flags' `metrics.restocked`.
+ * Resolves once subscribed, with a function that unsubscribes.
  */
 export async function listenForRestock(
   subscriber: Redis,
   flags: SoldOutFlags,
   log: Logger,
-  onMessage: () => void = () => {},
 ): Promise<() => Promise<void>> {
   const handle = (_pattern: string, channel: string) => {
     const activityId = activityOfRestockChannel(channel);
     if (activityId === undefined) return;
-    onMessage();
+    flags.metrics.restocked?.();
     if (flags.clear(activityId)) log.debug({ activityId }, "restock: sold-out flag cleared");
   };
   subscriber.on("pmessage", handle);

@@ -6,11 +6,8 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Stack, startStack } from "../../shared/src/stack/index.ts";
-import {
-  type ServiceProcess,
-  startServiceProcess,
-} from "../../shared/src/testing/service-process.ts";
+import { type ServiceProcess, startServiceProcess } from "../testing/service-process.ts";
+import { type Stack, startStack } from "./index.ts";
 import { isBuilt, repoRoot, type ServicePlan } from "./plan.ts";
 
 export interface LocalStackOptions {

@@ -1,5 +1,6 @@
 /** Polling until a server is ready, with errors that show why it is not. */
 import { readFileSync } from "node:fs";
+import { sleep } from "../runtime/time.ts";
 
 export interface WaitForOptions {
   timeoutMs: number;
@@ -40,10 +41,6 @@ export async function waitFor(
     await sleep(Math.min(interval, Math.max(0, deadline - Date.now())));
     interval = Math.min(interval * 2, 100);
   }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** The last `lines` lines of a text file, or a note saying why there are none. */

@@ -1,7 +1,8 @@
-import { Kysely, MysqlDialect } from "kysely";
+import { Kysely, MysqlDialect, sql } from "kysely";
 import { type Migration, Migrator } from "kysely/migration";
 import { createPool, type PoolOptions } from "mysql2";
 import type { Logger } from "../runtime/log.ts";
+import { backoffMs, sleep } from "../runtime/time.ts";
 
 /**
  * A kysely database on a mysql2 pool. Dates travel as UTC; big counters as
@@ -23,6 +24,36 @@ export function createDb<DB>(uri: string, options: PoolOptions = {}): Kysely<DB>
     connection.query("SET time_zone = '+00:00'");
   });
   return new Kysely<DB>({ dialect: new MysqlDialect({ pool }) });
+}
+
+/** Error codes of a MySQL that is not reachable (yet): pods start in any order. */
+const UNREACHABLE = ["ECONNREFUSED", "ETIMEDOUT", "ENOTFOUND", "EHOSTUNREACH"];
+
+/**
+ * Waits until MySQL answers a query, retrying while it is not reachable;
+ * after `timeoutMs` fails with a readable message (the process then exits 1).
+ * Any other error (a wrong password, a missing database) fails at once.
+ */
+export async function waitForMysql<DB>(
+  db: Kysely<DB>,
+  log: Logger,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await sql`SELECT 1`.execute(db);
+      return;
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? "";
+      if (!UNREACHABLE.includes(code)) throw err;
+      if (Date.now() > deadline) {
+        throw new Error(`mysql is unreachable: ${(err as Error).message}`, { cause: err });
+      }
+      log.warn({ code }, "MySQL not reachable yet; waiting");
+      await sleep(backoffMs(attempt, 2000));
+    }
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "../runtime/log.ts";
-import { sleep } from "./etcd.ts";
+import { sleep } from "../runtime/time.ts";
 
 export type { Redis };
 
@@ -30,7 +30,10 @@ export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, "//[redacted]@");
 }
 
-/** Waits until Redis answers PING, or fails after `timeoutMs` with a readable message. */
+/**
+ * Waits until Redis answers PING (pods start in any order), or fails after
+ * `timeoutMs` with a readable message (the process then exits 1).
+ */
 export async function waitForRedis(redis: Redis, url: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

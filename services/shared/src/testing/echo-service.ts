@@ -2,8 +2,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { trace } from "@opentelemetry/api";
 import { EchoService } from "../../../gen/seckill/echo/v1/echo_pb.ts";
 import type { ServiceContext } from "../runtime/server.ts";
-import { sleep } from "../stores/etcd.ts";
-import type { Routes } from "../transport/grpc.ts";
+import { sleep } from "../runtime/time.ts";
+import type { Routes } from "../transport/grpc-server.ts";
 
 /** The echo service's routes: no business logic, only what the mesh tests and benchmarks probe. */
 export function echoRoutes(ctx: Pick<ServiceContext, "config" | "mesh">): Routes {

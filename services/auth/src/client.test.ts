@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { calculateJwkThumbprint, jwtVerify, SignJWT, UnsecuredJWT } from "jose";
+import { expectCode } from "../../shared/src/testing/codes.ts";
+import { bearerToken, createJwtVerifier, type Jwk } from "./client.ts";
 import { generateSigningKey, jwkThumbprint, keyRing } from "./keys.ts";
 import { TokenIssuer } from "./tokens.ts";
-import { bearerToken, createJwtVerifier, type Jwk } from "./verifier.ts";
 
 const settings = {
   issuer: "seckill-auth",
@@ -33,15 +34,6 @@ function setup(initial: Jwk[] = [k1.key.publicJwk]) {
     now: () => state.clock,
   });
   return { state, verifier };
-}
-
-async function refused(promise: Promise<unknown>, message: RegExp, code = Code.Unauthenticated) {
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(err instanceof ConnectError, `not a ConnectError: ${err}`);
-    assert.equal(err.code, code, `code ${Code[err.code]}: ${err.rawMessage}`);
-    assert.match(err.rawMessage, message);
-    return true;
-  });
 }
 
 const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
@@ -90,7 +82,7 @@ describe("access token verifier", () => {
   it("refuses an expired token", async () => {
     const { verifier } = setup();
     const { token } = await issuer1.access(user, Date.now() - 3600_000);
-    await refused(verifier.verify(token), /^access token expired$/);
+    await expectCode(verifier.verify(token), Code.Unauthenticated, /^access token expired$/);
   });
 
   it("refuses a forged token: another key under our kid", async () => {
@@ -100,7 +92,7 @@ describe("access token verifier", () => {
       id: user.id,
       role: "admin",
     });
-    await refused(verifier.verify(forged.token), /signature is invalid/);
+    await expectCode(verifier.verify(forged.token), Code.Unauthenticated, /signature is invalid/);
   });
 
   it("refuses a token whose payload was changed after signing", async () => {
@@ -108,16 +100,24 @@ describe("access token verifier", () => {
     const { token } = await issuer1.access(user);
     const [header, , signature] = token.split(".");
     const tampered = `${header}.${encode(claims({ role: "admin" }))}.${signature}`;
-    await refused(verifier.verify(tampered), /signature is invalid/);
+    await expectCode(verifier.verify(tampered), Code.Unauthenticated, /signature is invalid/);
   });
 
   it('refuses alg "none"', async () => {
     const { verifier } = setup();
     const unsecured = new UnsecuredJWT(claims()).encode();
-    await refused(verifier.verify(unsecured), /algorithm "none" is not accepted/);
+    await expectCode(
+      verifier.verify(unsecured),
+      Code.Unauthenticated,
+      /algorithm "none" is not accepted/,
+    );
     // Even dressed up with our kid and typ.
     const handmade = `${encode({ alg: "none", kid: "k1", typ: "at+jwt" })}.${encode(claims())}.`;
-    await refused(verifier.verify(handmade), /algorithm "none" is not accepted/);
+    await expectCode(
+      verifier.verify(handmade),
+      Code.Unauthenticated,
+      /algorithm "none" is not accepted/,
+    );
   });
 
   it("refuses HS256 signed with the public key as the HMAC secret (key confusion)", async () => {
@@ -128,14 +128,18 @@ describe("access token verifier", () => {
       const token = await new SignJWT(claims())
         .setProtectedHeader({ alg: "HS256", kid: "k1", typ: "at+jwt" })
         .sign(new Uint8Array(secret));
-      await refused(verifier.verify(token), /algorithm "HS256" is not accepted/);
+      await expectCode(
+        verifier.verify(token),
+        Code.Unauthenticated,
+        /algorithm "HS256" is not accepted/,
+      );
     }
   });
 
   it("refuses a refresh token used as an access token", async () => {
     const { verifier } = setup();
     const refresh = await issuer1.refresh(user.id);
-    await refused(verifier.verify(refresh.token), /not an access token/);
+    await expectCode(verifier.verify(refresh.token), Code.Unauthenticated, /not an access token/);
     // Without the typ header it would still fail on the audience.
     const [, payload] = refresh.token.split(".");
     const body = JSON.parse(Buffer.from(payload!, "base64url").toString());
@@ -145,24 +149,41 @@ describe("access token verifier", () => {
   it("refuses a wrong issuer, a wrong audience, a missing typ and a bad role", async () => {
     const { verifier } = setup();
     const other = new TokenIssuer(keyRing([k1.key]), { ...settings, issuer: "someone-else" });
-    await refused(verifier.verify((await other.access(user)).token), /issuer is not trusted/);
+    await expectCode(
+      verifier.verify((await other.access(user)).token),
+      Code.Unauthenticated,
+      /issuer is not trusted/,
+    );
     const elsewhere = new TokenIssuer(keyRing([k1.key]), { ...settings, audience: "other-app" });
-    await refused(verifier.verify((await elsewhere.access(user)).token), /audience/);
+    await expectCode(
+      verifier.verify((await elsewhere.access(user)).token),
+      Code.Unauthenticated,
+      /audience/,
+    );
     const sign = (header: Record<string, unknown>, payload: Record<string, unknown>) =>
       new SignJWT(payload).setProtectedHeader({ alg: "EdDSA", ...header }).sign(k1.key.privateKey);
-    await refused(verifier.verify(await sign({ kid: "k1" }, claims())), /not an access token/);
-    await refused(
+    await expectCode(
+      verifier.verify(await sign({ kid: "k1" }, claims())),
+      Code.Unauthenticated,
+      /not an access token/,
+    );
+    await expectCode(
       verifier.verify(await sign({ kid: "k1", typ: "at+jwt" }, claims({ role: "root" }))),
+      Code.Unauthenticated,
       /invalid role claim "root"/,
     );
-    await refused(verifier.verify(await sign({ typ: "at+jwt" }, claims())), /no key id \(kid\)/);
+    await expectCode(
+      verifier.verify(await sign({ typ: "at+jwt" }, claims())),
+      Code.Unauthenticated,
+      /no key id \(kid\)/,
+    );
   });
 
   it("refuses garbage with a clear message", async () => {
     const { verifier } = setup();
-    await refused(verifier.verify(""), /missing access token/);
-    await refused(verifier.verify("not-a-jwt"), /malformed access token/);
-    await refused(verifier.verify("a.b.c"), /malformed access token/);
+    await expectCode(verifier.verify(""), Code.Unauthenticated, /missing access token/);
+    await expectCode(verifier.verify("not-a-jwt"), Code.Unauthenticated, /malformed access token/);
+    await expectCode(verifier.verify("a.b.c"), Code.Unauthenticated, /malformed access token/);
   });
 
   it("refetches the JWKS on an unknown kid, at most once per minRefetchMs", async () => {
@@ -172,12 +193,17 @@ describe("access token verifier", () => {
     const stranger = generateSigningKey("unknown-kid");
     const token = (await new TokenIssuer(keyRing([stranger.key]), settings).access(user)).token;
     state.clock += 6_000;
-    await refused(verifier.verify(token), /unknown key \(kid "unknown-kid"\)/);
+    await expectCode(
+      verifier.verify(token),
+      Code.Unauthenticated,
+      /unknown key \(kid "unknown-kid"\)/,
+    );
     assert.equal(state.fetches, 2, "an unknown kid refetches");
-    for (let i = 0; i < 20; i++) await refused(verifier.verify(token), /unknown key/);
+    for (let i = 0; i < 20; i++)
+      await expectCode(verifier.verify(token), Code.Unauthenticated, /unknown key/);
     assert.equal(state.fetches, 2, "a flood of unknown kids does not");
     state.clock += 6_000;
-    await refused(verifier.verify(token), /unknown key/);
+    await expectCode(verifier.verify(token), Code.Unauthenticated, /unknown key/);
     assert.equal(state.fetches, 3);
   });
 
@@ -200,7 +226,7 @@ describe("access token verifier", () => {
     await new Promise((r) => setImmediate(r));
     // ...and tokens signed by the removed key stop verifying.
     assert.deepEqual(verifier.kids, ["k2"]);
-    await refused(verifier.verify(old.token), /unknown key \(kid "k1"\)/);
+    await expectCode(verifier.verify(old.token), Code.Unauthenticated, /unknown key \(kid "k1"\)/);
   });
 
   it("keeps verifying with cached keys while the JWKS cannot be fetched", async () => {
@@ -216,7 +242,7 @@ describe("access token verifier", () => {
     const { state, verifier } = setup();
     state.fail = true;
     const { token } = await issuer1.access(user);
-    await refused(verifier.verify(token), /public keys unavailable/, Code.Unavailable);
+    await expectCode(verifier.verify(token), Code.Unavailable, /public keys unavailable/);
   });
 
   it("parses bearer headers", () => {

@@ -1,6 +1,9 @@
 /**
- * Access-token verification for the other services (the gateway imports this
- * module; it depends on jose and connect only, never on auth's stores).
+ * auth's client module: what other services may use of auth (see
+ * services/shared/src/boundaries.test.ts), which is checking the access tokens
+ * auth issues. The token format lives here, beside its verifier: auth's issuer
+ * (tokens.ts) takes the algorithm and header types from this module. It depends
+ * on jose and connect only, never on auth's stores.
  *
  *   const verifier = createJwtVerifier({
  *     fetchKeys: async () => (await authClient.getPublicKeys({})).keys,
