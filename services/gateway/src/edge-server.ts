@@ -115,6 +115,10 @@ export function createEdgeStack(opts: EdgeStackOptions): EdgeStack {
   const counted = (req: NodeReq, res: NodeRes) => {
     inflight++;
     res.once("close", () => inflight--);
+    if (req instanceof http.IncomingMessage) {
+      const socket = req.socket;
+      res.once("finish", () => releaseUnread(req, socket));
+    }
     handler(req, res);
   };
   const rpc = opts.cors ? withCors(opts.cors, counted) : counted;
@@ -157,6 +161,29 @@ export function createEdgeStack(opts: EdgeStackOptions): EdgeStack {
       for (const socket of sockets) socket.destroy();
     },
   };
+}
+
+/**
+ * connect answers a request it refuses (a message over readMaxBytes, an extra message) without
+ * reading the rest of the body. Over HTTP/1.1 that unread rest stalls the keep-alive connection:
+ * the next request on it is never parsed, and fails with a reset when the idle timeout closes the
+ * socket (found by the conformance suite, conformance/). Discard the rest once answered, as node
+ * does with bodies nobody started reading.
+ */
+function releaseUnread(req: IncomingMessage, socket: Socket) {
+  if (req.complete) return;
+  if (req.destroyed) {
+    // connect destroyed it mid-body: node's parser still pushes the rest into it, is refused,
+    // and pauses the socket for good. `_dumped` is node's own mark of a body to drop.
+    (req as IncomingMessage & { _dumped?: boolean })._dumped = true;
+    socket.resume();
+    return;
+  }
+  req.removeAllListeners("readable");
+  req.removeAllListeners("data");
+  // Flowing with no listener drops the data; the stream notices the "readable" listeners are
+  // gone on the next tick, and ignores resume() until then.
+  process.nextTick(() => req.resume());
 }
 
 /** h2c on PORT (registered in etcd) and HTTP/1.1 on HTTP1_PORT, both serving the connect router. */
