@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { describe, it } from "node:test";
 import { parse as parseYaml } from "yaml";
@@ -17,6 +17,10 @@ import { gatewayConfigSchema } from "../../services/gateway/src/config.ts";
 import { orderConfigSchema } from "../../services/order/src/config.ts";
 import { appConfigSchema } from "../../services/seckill-app/src/config.ts";
 import { coreConfigSchema } from "../../services/seckill-core/src/config.ts";
+import {
+  ORDER_CONSUMER_GROUP,
+  orderIntentStream,
+} from "../../services/shared/src/data-plane/order-intent.ts";
 import {
   chartDir,
   ciValuesFiles,
@@ -168,7 +172,10 @@ for (const file of ciValuesFiles) {
     it("points every HPA at a Deployment that leaves replicas to it", async () => {
       const objects = await renderCi(file);
       const deployments = byKind(objects, "Deployment");
-      const hpas = byKind(objects, "HorizontalPodAutoscaler");
+      const hpas = [
+        ...byKind(objects, "HorizontalPodAutoscaler"),
+        ...byKind(objects, "ScaledObject"),
+      ];
       for (const hpa of hpas) {
         const ref = hpa.spec.scaleTargetRef;
         assert.equal(ref.apiVersion, "apps/v1");
@@ -176,8 +183,14 @@ for (const file of ciValuesFiles) {
         const target = deployments.find((d) => d.metadata.name === ref.name);
         assert.ok(target, `HPA ${hpa.metadata.name} targets missing Deployment ${ref.name}`);
         assert.equal(target.spec.replicas, undefined, `${ref.name} sets replicas under an HPA`);
-        assert.ok(hpa.spec.minReplicas <= hpa.spec.maxReplicas);
+        const [min, max] =
+          hpa.kind === "ScaledObject"
+            ? [hpa.spec.minReplicaCount, hpa.spec.maxReplicaCount]
+            : [hpa.spec.minReplicas, hpa.spec.maxReplicas];
+        assert.ok(min <= max, `${hpa.kind}/${hpa.metadata.name}: min above max`);
       }
+      const owners = hpas.map((h) => h.spec.scaleTargetRef.name);
+      assert.equal(new Set(owners).size, owners.length, "a Deployment with two autoscalers");
       for (const d of deployments) {
         const scaled = hpas.some((h) => h.spec.scaleTargetRef.name === d.metadata.name);
         if (!scaled)
@@ -405,6 +418,119 @@ describe("chart values", () => {
     }
   });
 
+  const autoscaling = join(chartDir, "ci", "autoscaling-values.yaml");
+  const componentOf = (objs: K8sObject[], kind: string, component: string) =>
+    byKind(objs, kind).filter((o) => o.metadata.labels?.[COMPONENT] === component);
+
+  it("adds a per-pod custom metric to the HPA, next to CPU or instead of it", async () => {
+    const objects = await renderCi(autoscaling);
+    const [gw] = componentOf(objects, "HorizontalPodAutoscaler", "gateway");
+    const [app] = componentOf(objects, "HorizontalPodAutoscaler", "seckill-app");
+    assert.ok(gw && app);
+    await validateObject(gw);
+    await validateObject(app);
+    assert.deepEqual(
+      gw.spec.metrics.map((m: { type: string }) => m.type),
+      ["Resource", "Pods"],
+    );
+    assert.deepEqual(gw.spec.metrics[1].pods, {
+      metric: { name: "seckill_gateway_forwarded_per_second" },
+      target: { type: "AverageValue", averageValue: "400" },
+    });
+    assert.deepEqual(app.spec.metrics, [
+      {
+        type: "Pods",
+        pods: {
+          metric: { name: "seckill_app_buy_inflight" },
+          target: { type: "AverageValue", averageValue: "200" },
+        },
+      },
+    ]);
+    // Off by default: CPU only.
+    const defaultsHpa = componentOf(await renderCi(defaults), "HorizontalPodAutoscaler", "gateway");
+    assert.deepEqual(
+      defaultsHpa[0]?.spec.metrics.map((m: { type: string }) => m.type),
+      ["Resource"],
+    );
+  });
+
+  it("serves every custom metric the values name from a prometheus-adapter rule", () => {
+    const adapter = parseYaml(
+      readFileSync(
+        join(repoRoot, "deploy", "monitoring", "prometheus-adapter-values.yaml"),
+        "utf8",
+      ),
+    );
+    const served = new Set<string>(
+      adapter.rules.custom.map((r: { name: { as: string } }) => r.name.as),
+    );
+    // The series the rules read are metrics a service really exports.
+    const sources = SERVICES.flatMap((svc) =>
+      readdirSync(join(repoRoot, "services", svc, "src"), { recursive: true, encoding: "utf8" })
+        .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts"))
+        .map((f) => readFileSync(join(repoRoot, "services", svc, "src", f), "utf8")),
+    ).join("\n");
+    for (const rule of adapter.rules.custom) {
+      const series = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\{/.exec(rule.seriesQuery)?.[1];
+      assert.ok(series && sources.includes(`"${series}"`), `no service exports ${series}`);
+      assert.match(rule.metricsQuery, /<<\.LabelMatchers>>/, rule.name.as);
+      assert.match(rule.metricsQuery, /by \(<<\.GroupBy>>\)/, rule.name.as);
+      assert.deepEqual(Object.keys(rule.resources.overrides).sort(), ["namespace", "pod"]);
+    }
+    for (const file of [join(chartDir, "values.yaml"), autoscaling]) {
+      const values = parseYaml(readFileSync(file, "utf8"));
+      for (const [name, svc] of Object.entries<{
+        autoscaling?: { customMetric?: { name?: string } };
+      }>(values.services)) {
+        const metric = svc.autoscaling?.customMetric?.name;
+        if (metric) assert.ok(served.has(metric), `${name}: no adapter rule serves ${metric}`);
+      }
+    }
+  });
+
+  it("scales order with a KEDA ScaledObject on its streams' backlog, without an HPA", async () => {
+    const objects = await renderCi(autoscaling);
+    const [so] = byKind(objects, "ScaledObject");
+    assert.ok(so, "no ScaledObject");
+    assert.equal(so.apiVersion, "keda.sh/v1alpha1");
+    await validateObject(so);
+    const order = componentOf(objects, "Deployment", "order")[0]!;
+    assert.deepEqual(so.spec.scaleTargetRef, {
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      name: order.metadata.name,
+    });
+    assert.equal(order.spec.replicas, undefined, "order sets replicas under KEDA");
+    assert.equal(componentOf(objects, "HorizontalPodAutoscaler", "order").length, 0);
+    assert.equal(so.spec.minReplicaCount, 2);
+    assert.equal(so.spec.maxReplicaCount, 12);
+    const [auth] = byKind(objects, "TriggerAuthentication");
+    assert.ok(auth, "no TriggerAuthentication");
+    await validateObject(auth);
+    assert.deepEqual(auth.spec.secretTargetRef, [
+      { parameter: "password", name: "seckill-redis-password", key: "password" },
+    ]);
+    assert.deepEqual(
+      so.spec.triggers.map((t: { metadata: { stream: string } }) => t.metadata.stream),
+      [orderIntentStream("spring-sale"), orderIntentStream("42")],
+    );
+    for (const t of so.spec.triggers) {
+      assert.equal(t.type, "redis-streams");
+      assert.deepEqual(t.metadata, {
+        address: "redis-master.data.svc:6379",
+        stream: t.metadata.stream,
+        consumerGroup: ORDER_CONSUMER_GROUP,
+        lagCount: "500",
+      });
+      assert.deepEqual(t.authenticationRef, { name: auth.metadata.name });
+    }
+    // Off by default, and no TriggerAuthentication without a password Secret.
+    const noAuth = await renderChart([autoscaling], ["keda.passwordSecret.name="]);
+    assert.equal(byKind(noAuth, "TriggerAuthentication").length, 0);
+    assert.equal(byKind(noAuth, "ScaledObject")[0]?.spec.triggers[0].authenticationRef, undefined);
+    assert.equal(byKind(await renderCi(defaults), "ScaledObject").length, 0);
+  });
+
   const refused: [string, string[], RegExp][] = [
     ["an unknown top-level key", ["replicaCount=3"], /additional properties 'replicaCount'/],
     [
@@ -427,6 +553,13 @@ describe("chart values", () => {
     ["a missing CPU request", ["services.auth.resources.requests.cpu=null"], /cpu/],
     ["an unknown store", ["services.auth.uses={redis,kafka}"], /uses/],
     ["a bad pull policy", ["image.pullPolicy=Sometimes"], /pullPolicy/],
+    ["a KEDA Redis address given as a URL", ["keda.address=redis://r:6379"], /address/],
+    ["an unknown KEDA trigger metric", ["keda.metric=xlen"], /metric/],
+    [
+      "a custom metric without a target",
+      ["services.gateway.autoscaling.customMetric.averageValue=lots"],
+      /averageValue/,
+    ],
   ];
   for (const [what, set, message] of refused) {
     it(`refuses ${what} (schema)`, async () => {
@@ -451,6 +584,20 @@ describe("chart values", () => {
       /ALLOW_PROVISIONING/,
     ],
     ["a missing MySQL Secret", ["secrets.mysql.name="], /secrets\.mysql\.name is required/],
+    [
+      "both an HPA and KEDA for order",
+      ["keda.enabled=true", "keda.activities={a}", "services.order.autoscaling.enabled=true"],
+      /services\.order\.autoscaling\.enabled and keda\.enabled are exclusive/,
+    ],
+    ["KEDA without a sale to watch", ["keda.enabled=true"], /keda\.activities is empty/],
+    [
+      "an HPA with no metric at all",
+      [
+        "services.gateway.autoscaling.targetCPUUtilizationPercentage=0",
+        "services.gateway.autoscaling.customMetric.enabled=false",
+      ],
+      /customMetric\.enabled/,
+    ],
   ];
   for (const [what, set, message] of failed) {
     it(`refuses ${what} (template)`, async () => {
