@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { type LocalStack, startLocalStack } from "../../shared/src/stack/local-stack.ts";
 import { defaultPlan, repoRoot } from "../../shared/src/stack/plan.ts";
+import { pollUntil } from "../../shared/src/testing/poll.ts";
 import { checks } from "./load/report.ts";
 import { runSale } from "./load/sale.ts";
 
@@ -16,6 +17,7 @@ describe("the demo, smaller", () => {
     stack = await startLocalStack({
       plan: defaultPlan(),
       stateDir: `${process.cwd()}/.seckill/test-demo`,
+      observe: true,
     });
   });
   after(async () => {
@@ -45,6 +47,55 @@ describe("the demo, smaller", () => {
     assert.equal(report.successes, 200);
     assert.equal(report.load.completed, 2000);
     assert.equal(new Set(report.load.orderIds).size, 200, "200 distinct order ids");
+  });
+
+  it("observes: Prometheus scrapes every service from the etcd registry and loads the alert rules", async () => {
+    const prometheus = stack.prometheus;
+    assert.ok(prometheus, "observe: true starts Prometheus");
+    const api = async <T>(path: string): Promise<T> => {
+      const response = await fetch(`${prometheus.url}${path}`, {
+        signal: AbortSignal.timeout(5000),
+      });
+      assert.equal(response.status, 200, path);
+      return ((await response.json()) as { data: T }).data;
+    };
+    const services = ["gateway", "auth", "seckill-app", "seckill-core", "order", "admin"];
+    const instanceIds = stack.instances.map((i) => i.instanceId).sort();
+    const lag = encodeURIComponent(
+      "count by (job) (seckill_process_nodejs_eventloop_lag_p99_seconds)",
+    );
+    const up = encodeURIComponent("up == 1");
+    let jobs: string[] = [];
+    let upInstances: string[] = [];
+    await pollUntil(
+      async () => {
+        type Result = { result: { metric: Record<string, string> }[] };
+        jobs = (await api<Result>(`/api/v1/query?query=${lag}`)).result.map((r) => r.metric.job!);
+        // Every instance the stack started is a target that is up, labelled with its instance id.
+        upInstances = (await api<Result>(`/api/v1/query?query=${up}`)).result
+          .map((r) => r.metric.instance!)
+          .sort();
+        return services.every((s) => jobs.includes(s)) && upInstances.join() === instanceIds.join();
+      },
+      {
+        timeoutMs: 20_000,
+        intervalMs: 250,
+        message: "a sample of every service and every instance up",
+      },
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; jobs: ${jobs.join()}; up: ${upInstances.join()}`);
+    });
+    const rules = await api<{ groups: { rules: { type: string; name: string }[] }[] }>(
+      "/api/v1/rules",
+    );
+    const alerts = rules.groups.flatMap((g) => g.rules.filter((r) => r.type === "alerting"));
+    assert.ok(alerts.length > 0, "the alert rules of deploy/monitoring/rules.yaml are loaded");
+    const expected = [
+      ...readFileSync(join(repoRoot, "deploy/monitoring/rules.yaml"), "utf8").matchAll(
+        /^\s*- alert: (\S+)/gm,
+      ),
+    ].map((m) => m[1]);
+    assert.deepEqual([...new Set(alerts.map((a) => a.name))].sort(), [...new Set(expected)].sort());
   });
 
   it("fails when its time cap stops the rush before every buyer is served", async () => {

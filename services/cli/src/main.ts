@@ -2,6 +2,7 @@
 /**
  * `seckill`: run the mesh locally on real servers, and load it.
  *   seckill up                  start stores and services, print the addresses, run until Ctrl-C
+ *   seckill up --observe        the same plus a Prometheus scraping every registered instance
  *   seckill demo                start everything, run a flash sale through the gateway, report, stop
  *   seckill load --target URL   run a flash sale against any gateway (local or in a cluster)
  */
@@ -36,6 +37,8 @@ options:
   --app N            seckill-app instances (up, demo; default 2)
   --core N           seckill-core instances (up, demo; default 2)
   --keep             (demo) leave the stack running afterwards
+  --observe          (up, demo) also start Prometheus (apt: prometheus), scraping every
+                     instance in the etcd registry, with deploy/monitoring/rules.yaml loaded
   --target URL       (load) gateway URL, e.g. http://127.0.0.1:8080; default: .seckill/stack.json
   --buyers N         buyers, each tries once (default 20000; demo too)
   --stock N          units on sale (default 1000)
@@ -124,6 +127,9 @@ async function printMesh(stack: LocalStack) {
       );
     }
   }
+  if (stack.prometheus) {
+    console.log(`Prometheus: ${stack.prometheus.url} (alerts: ${stack.prometheus.url}/alerts)`);
+  }
   console.log(`state: ${stack.stateFile}`);
   return registered;
 }
@@ -188,6 +194,7 @@ async function main() {
       app: { type: "string" },
       core: { type: "string" },
       keep: { type: "boolean", default: false },
+      observe: { type: "boolean", default: false },
       target: { type: "string" },
       buyers: { type: "string" },
       stock: { type: "string" },
@@ -233,11 +240,11 @@ async function main() {
       ...(values.app ? { "seckill-app": Number(values.app) } : {}),
       ...(values.core ? { "seckill-core": Number(values.core) } : {}),
     });
-    const stack = await startLocalStack({ plan, progress });
+    const stack = await startLocalStack({ plan, progress, observe: values.observe });
     let stopping: Promise<void> | undefined;
     const stop = () => {
       stopping ??= (async () => {
-        progress("stopping services, then stores …");
+        progress(`stopping ${stack.prometheus ? "prometheus, " : ""}services, then stores …`);
         await stack.stop();
         progress("stopped");
       })();

@@ -23,6 +23,11 @@ export type CommandRunner = (command: string, args: string[]) => Promise<void>;
 export interface EnsureBinaryOptions {
   /** May we apt-get the package? Default: only as root with apt-get present. */
   allowInstall?: boolean;
+  /**
+   * The sentence that ends the error: default, the command installing every
+   * stack server; optional servers (prometheus for --observe) name their own.
+   */
+  installHint?: string;
   /** Replaces the real apt-get runs, for tests. */
   runCommand?: CommandRunner;
 }
@@ -50,11 +55,12 @@ export async function ensureBinary(
     found.set(binary, existing);
     return existing;
   }
+  const hint = options.installHint ?? `Install the local stack's servers with: ${INSTALL_HINT}`;
   const allowInstall = options.allowInstall ?? canInstallPackages();
   if (!allowInstall) {
     throw new Error(
       `${binary} not found (searched PATH and ${EXTRA_DIRS.join(", ")}); it comes with the ` +
-        `Debian package ${debPackage}. Install the local stack's servers with: ${INSTALL_HINT}`,
+        `Debian package ${debPackage}. ${hint}`,
     );
   }
   const run = options.runCommand ?? runCommand;
@@ -65,14 +71,13 @@ export async function ensureBinary(
   } catch (error) {
     throw new Error(
       `${binary} not found and installing the Debian package ${debPackage} failed: ` +
-        `${(error as Error).message}\nInstall the local stack's servers with: ${INSTALL_HINT}`,
+        `${(error as Error).message}\n${hint}`,
     );
   }
   const installed = findBinary(binary);
   if (!installed) {
     throw new Error(
-      `installed the Debian package ${debPackage} but ${binary} is still not found; ` +
-        `install the local stack's servers with: ${INSTALL_HINT}`,
+      `installed the Debian package ${debPackage} but ${binary} is still not found. ${hint}`,
     );
   }
   found.set(binary, installed);

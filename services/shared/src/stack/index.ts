@@ -17,6 +17,12 @@ export { type EtcdOptions, type EtcdServer, startEtcd } from "./etcd.ts";
 export type { ServerHandle } from "./managed-server.ts";
 export { type MariaDbOptions, type MariaDbServer, startMariaDb } from "./mariadb.ts";
 export { canConnect, freePort, LOOPBACK } from "./net.ts";
+export {
+  type PrometheusOptions,
+  type PrometheusServer,
+  startPrometheus,
+  type TargetGroup,
+} from "./prometheus.ts";
 export { type RedisOptions, type RedisServer, startRedis } from "./redis.ts";
 export {
   installSignalCleanup,

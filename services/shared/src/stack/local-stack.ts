@@ -6,9 +6,13 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Etcd3 } from "etcd3";
+import { instanceSchema, SERVICES_PREFIX } from "../mesh/registry.ts";
+import { createEtcd } from "../stores/etcd.ts";
 import { type ServiceProcess, startServiceProcess } from "../testing/service-process.ts";
 import { type Stack, startStack } from "./index.ts";
 import { isBuilt, repoRoot, type ServicePlan } from "./plan.ts";
+import { type PrometheusServer, startPrometheus, type TargetGroup } from "./prometheus.ts";
 
 export interface LocalStackOptions {
   plan: ServicePlan[];
@@ -17,6 +21,11 @@ export interface LocalStackOptions {
   /** Extra env for every service. */
   env?: Record<string, string>;
   progress?: (line: string) => void;
+  /**
+   * Also start a private Prometheus that scrapes every instance registered in
+   * etcd (file_sd, rewritten every second) and loads deploy/monitoring/rules.yaml.
+   */
+  observe?: boolean;
 }
 
 export interface RunningInstance {
@@ -36,7 +45,9 @@ export interface LocalStack {
   instances: RunningInstance[];
   env: Record<string, string>;
   stateFile: string;
-  /** Services in reverse start order (edge first), then the stores. */
+  /** The Prometheus of `observe: true`. */
+  prometheus: PrometheusServer | undefined;
+  /** Prometheus first, then services in reverse start order (edge first), then the stores. */
   stop(): Promise<void>;
 }
 
@@ -74,7 +85,14 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
   };
 
   const instances: RunningInstance[] = [];
+  let prometheus: PrometheusServer | undefined;
+  let stopTargets: (() => Promise<void>) | undefined;
   const stop = async () => {
+    await stopTargets?.().catch(() => {});
+    if (prometheus) {
+      await prometheus.stop().catch(() => {});
+      progress("prometheus stopped");
+    }
     for (const instance of [...instances].reverse()) await instance.process.stop().catch(() => {});
     await infra.stop();
   };
@@ -111,6 +129,18 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
       instances.push(...launched);
       progress(`${plan.name}: ${launched.map((l) => `${l.instanceId} on :${l.port}`).join(", ")}`);
     }
+    if (opts.observe) {
+      progress("starting prometheus …");
+      const registry = createEtcd(infra.etcd.endpoints);
+      stopTargets = async () => registry.close();
+      const initialTargets = await registeredTargets(registry, instances);
+      prometheus = await startPrometheus({
+        rulesFile: join(repoRoot, "deploy", "monitoring", "rules.yaml"),
+        initialTargets,
+      });
+      stopTargets = followRegistry(registry, instances, prometheus);
+      progress(`prometheus: ${prometheus.url} (scrapes the etcd registry every second)`);
+    }
   } catch (err) {
     await stop();
     throw err;
@@ -125,11 +155,61 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
         etcd: infra.etcd.endpoints,
         redis: infra.redis.url,
         mysql: infra.mariadb.uri,
+        ...(prometheus ? { prometheus: prometheus.url } : {}),
         instances: instances.map(({ process: _, ...rest }) => rest),
       },
       null,
       2,
     )}\n`,
   );
-  return { infra, instances, env, stateFile, stop };
+  return { infra, instances, env, stateFile, prometheus, stop };
+}
+
+/**
+ * Prometheus's file_sd targets for what the etcd registry lists: one target
+ * group per registered instance (its metrics port comes from the stack, the
+ * registration does not carry it), labelled job and service = the service,
+ * instance = the instance id.
+ */
+async function registeredTargets(
+  etcd: Etcd3,
+  instances: RunningInstance[],
+): Promise<TargetGroup[]> {
+  const entries = await etcd.getAll().prefix(SERVICES_PREFIX).strings();
+  const metricsPorts = new Map(instances.map((i) => [i.instanceId, i.metricsPort]));
+  const groups: TargetGroup[] = [];
+  for (const json of Object.values(entries)) {
+    const parsed = instanceSchema.safeParse(JSON.parse(json));
+    if (!parsed.success) continue;
+    const { service, id, host } = parsed.data;
+    const metricsPort = metricsPorts.get(id);
+    if (!metricsPort) continue;
+    groups.push({
+      targets: [`${host.includes(":") ? `[${host}]` : host}:${metricsPort}`],
+      labels: { job: service, service, instance: id },
+    });
+  }
+  return groups.sort((a, b) => a.labels.instance!.localeCompare(b.labels.instance!));
+}
+
+/**
+ * Keeps the targets equal to the registry: re-read every second (Prometheus
+ * re-reads the file itself). Returns the stop function, which closes `etcd`.
+ */
+function followRegistry(
+  etcd: Etcd3,
+  instances: RunningInstance[],
+  prometheus: PrometheusServer,
+): () => Promise<void> {
+  const refresh = async () => prometheus.writeTargets(await registeredTargets(etcd, instances));
+  let running: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    running = running.then(refresh).catch(() => {}); // etcd briefly away: the next second retries
+  }, 1000);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await running;
+    etcd.close();
+  };
 }
