@@ -673,7 +673,14 @@ describe("seckill-app over gRPC, with a real seckill-core, Redis and etcd", () =
     }
     // And it follows changes again once etcd is back.
     const changed = activityFixture({ id: a.id, totalStock: 10, perUserLimit: 3, revision: 2 });
-    await etcd.put(activityKey(a.id)).value(encodeActivity(changed));
+    // The test's own etcd client may still be backing off from the outage: retry the write.
+    await pollUntil(
+      async () => {
+        await etcd.put(activityKey(a.id)).value(encodeActivity(changed));
+        return true;
+      },
+      { timeoutMs: 15_000, message: "the write after etcd's restart", retryErrors: true },
+    );
     await pollUntil(
       async () => {
         const { activity: seen } = await app1.getActivity({ activityId: a.id });
