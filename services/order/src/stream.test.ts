@@ -1,32 +1,18 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { newId } from "../../shared/src/data-plane/ids.ts";
 import { orderChannel } from "../../shared/src/data-plane/keys.ts";
 import {
   deadLetterStream as deadLetterKey,
   fieldMap,
   encodeOrderIntent as intentFields,
-  type OrderIntent,
   decodeOrderIntent as parseEntry,
   orderIntentStream as streamKey,
 } from "../../shared/src/data-plane/order-intent.ts";
+import { orderIntentFixture, withField } from "../../shared/src/testing/fixtures.ts";
 import { intentRow } from "./stream.ts";
 
-const intent: OrderIntent = {
-  orderId: newId(1_700_000_000_000),
-  activityId: "act-1",
-  userId: "u-1",
-  quantity: 2,
-  unitPriceCents: 1999,
-  currency: "USD",
-  productId: "prod-1",
-  deadlineMs: 1_700_000_900_000,
-  requestId: "r-1",
-  createdMs: 1_700_000_000_000,
-};
-
-const set = (fields: string[], name: string, value: string) =>
-  fields.map((v, i) => (i % 2 === 1 && fields[i - 1] === name ? value : v));
+const intent = orderIntentFixture();
+const set = withField;
 
 describe("order-intent stream entries", () => {
   it("keys share the activity's hash tag", () => {

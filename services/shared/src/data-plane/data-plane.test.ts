@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ReplyError } from "ioredis";
 import type { Logger } from "../runtime/log.ts";
+import { orderIntentFixture, withField } from "../testing/fixtures.ts";
 import {
   ID_PATTERN,
   idProblem,
@@ -196,20 +197,8 @@ describe("the id grammar", () => {
 });
 
 describe("the order-intent codec", () => {
-  const intent: OrderIntent = {
-    orderId: newId(1_700_000_000_000),
-    activityId: "act-1",
-    userId: "u-1",
-    quantity: 2,
-    unitPriceCents: 1999,
-    currency: "USD",
-    productId: "prod-1",
-    deadlineMs: 1_700_000_900_000,
-    requestId: "r-1",
-    createdMs: 1_700_000_000_000,
-  };
-  const set = (fields: string[], name: string, value: string) =>
-    fields.map((v, i) => (i % 2 === 1 && fields[i - 1] === name ? value : v));
+  const intent = orderIntentFixture();
+  const set = withField;
   const reason = (fields: readonly string[], activityId = "act-1") => {
     const decoded = decodeOrderIntent(activityId, fields);
     assert.equal(decoded.ok, false, JSON.stringify(fields));

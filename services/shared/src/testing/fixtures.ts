@@ -6,6 +6,8 @@ import {
   ActivitySchema,
   ActivityStatus,
 } from "../../../gen/seckill/common/v1/common_pb.ts";
+import { newId } from "../data-plane/ids.ts";
+import type { OrderIntent } from "../data-plane/order-intent.ts";
 
 const HOUR = 3_600_000;
 
@@ -44,3 +46,23 @@ export function activityFixture(o: ActivityOverrides = {}): Activity {
     productName: "Test product",
   });
 }
+
+/** A valid order intent of activity "act-1" (fixed ids and times), for codec and consumer tests. */
+export function orderIntentFixture(): OrderIntent {
+  return {
+    orderId: newId(1_700_000_000_000),
+    activityId: "act-1",
+    userId: "u-1",
+    quantity: 2,
+    unitPriceCents: 1999,
+    currency: "USD",
+    productId: "prod-1",
+    deadlineMs: 1_700_000_900_000,
+    requestId: "r-1",
+    createdMs: 1_700_000_000_000,
+  };
+}
+
+/** Stream entry fields (name, value, …) with the value of field `name` replaced. */
+export const withField = (fields: readonly string[], name: string, value: string): string[] =>
+  fields.map((v, i) => (i % 2 === 1 && fields[i - 1] === name ? value : v));
